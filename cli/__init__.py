@@ -1,0 +1,1 @@
+"""The ``facebench`` command line (click + rich)."""

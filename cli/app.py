@@ -1,0 +1,81 @@
+"""The ``facebench`` command: a click group whose subcommands live one module each.
+
+Command modules register themselves on the groups defined here (``data``, ``eval``,
+``stats``) or on ``main``; ``_COMMAND_MODULES`` lists them. Each module imports its heavy
+dependencies (torch, matplotlib) inside the command body so ``facebench --help`` and the
+evaluators stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from facebench import __version__
+from facebench.errors import FacebenchError
+
+
+class FacebenchGroup(click.Group):
+    """A click group that turns user errors into a one-line message and exit code 2."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except FacebenchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+        except FileNotFoundError as exc:
+            click.echo(f"error: {exc.filename or exc}: file not found", err=True)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=FacebenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="facebench")
+def main() -> None:
+    """facebench: face detection evaluation, training and analysis.
+
+    \b
+    Evaluate:  facebench eval wider PRED --gt GT_DIR
+               facebench eval fddb DETS --folds DIR --image-sizes CSV
+    Data:      facebench data synth OUT --images 200
+    """
+
+
+@main.group(name="data", cls=FacebenchGroup)
+def data_group() -> None:
+    """Data sets: the synthetic default data and format tools."""
+
+
+@main.group(name="eval", cls=FacebenchGroup)
+def eval_group() -> None:
+    """Evaluate detections with the official WIDER FACE and FDDB protocols."""
+
+
+@main.group(name="stats", cls=FacebenchGroup)
+def stats_group() -> None:
+    """Statistics about training data under the detector designs."""
+
+
+# Modules that define commands; each attaches itself to one of the groups above.
+_COMMAND_MODULES: list[str] = []
+
+for _name in _COMMAND_MODULES:
+    importlib.import_module(_name)
+
+
+def _drop_empty_groups() -> None:
+    # A group appears only once a command in it works (no stubs in --help).
+    for name in [n for n, cmd in main.commands.items() if isinstance(cmd, click.Group)]:
+        if not main.commands[name].commands:  # type: ignore[attr-defined]
+            del main.commands[name]
+
+
+_drop_empty_groups()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

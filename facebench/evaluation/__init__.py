@@ -1,0 +1,1 @@
+"""Official evaluation protocols: WIDER FACE AP and FDDB ROC (no torch)."""

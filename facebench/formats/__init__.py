@@ -1,0 +1,1 @@
+"""Dataset file formats: WIDER FACE, FDDB, PASCAL VOC XML, image sizes (no torch)."""

@@ -1,0 +1,1 @@
+"""Synthetic face data set generator: the embedded default data (no torch)."""

@@ -1,0 +1,36 @@
+"""The command line's skeleton: help, version, error handling."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+import facebench
+from cli.app import main
+
+
+def test_version_matches_package():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert facebench.__version__ in result.output
+
+
+def test_help_lists_no_empty_groups():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for name, cmd in main.commands.items():
+        assert name in result.output
+        if hasattr(cmd, "commands"):
+            assert cmd.commands, f"group {name} has no commands"
+
+
+def test_importing_facebench_does_not_import_torch():
+    code = (
+        "import sys, importlib, pkgutil, facebench\n"
+        "for m in pkgutil.walk_packages(facebench.__path__, 'facebench.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "assert 'torch' not in sys.modules, 'facebench imported torch'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
