@@ -1,0 +1,75 @@
+"""Group sampling, random 1:3 and OHEM: properties against the quota rule."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detector.sampling import (
+    ScaleGroupSampler,
+    ohem_select,
+    sample_random,
+    sample_scale_groups,
+)
+
+
+def _labels_strategy():
+    # per anchor: (scale id, label)
+    return st.lists(
+        st.tuples(st.integers(0, 3), st.sampled_from([1, 0, 0, 0, -1])), min_size=1, max_size=400
+    )
+
+
+@settings(max_examples=120, deadline=None)
+@given(_labels_strategy(), st.integers(0, 64), st.integers(0, 2**31 - 1))
+def test_group_sampling_properties(pairs, n, seed):
+    scale_ids = torch.tensor([p[0] for p in pairs])
+    labels = torch.tensor([p[1] for p in pairs])
+    mask = sample_scale_groups(labels, scale_ids, n, generator=torch.Generator().manual_seed(seed))
+    assert mask.dtype == torch.bool and mask.shape == labels.shape
+    assert not bool((mask & (labels == -1)).any()), "ignored anchors are never sampled"
+    for s in range(4):
+        group = scale_ids == s
+        pos = int((group & (labels == 1)).sum())
+        neg = int((group & (labels == 0)).sum())
+        got_pos = int((mask & group & (labels == 1)).sum())
+        got_neg = int((mask & group & (labels == 0)).sum())
+        assert got_pos + got_neg == min(n, pos + neg)
+        if neg >= n - n // 4:  # negatives suffice
+            assert got_pos <= n // 4
+        if pos < n // 4:  # shortage of positives filled with negatives
+            assert got_pos == pos and got_neg == min(neg, n - pos)
+    again = sample_scale_groups(labels, scale_ids, n, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(mask, again), "same seed, same sample"
+
+
+def test_hand_checked_quota():
+    # scale 0: 10 positives, 100 negatives; scale 1: 2 positives, 5 negatives, 3 ignored
+    labels = torch.tensor([1] * 10 + [0] * 100 + [1] * 2 + [0] * 5 + [-1] * 3)
+    scale_ids = torch.tensor([0] * 110 + [1] * 10)
+    mask = ScaleGroupSampler(num_per_scale=16)(labels, scale_ids, torch.Generator().manual_seed(0))
+    assert int((mask[:10]).sum()) == 4 and int(mask[10:110].sum()) == 12
+    # scale 1 has only 7 labelled anchors: all of them, none of the ignored
+    assert mask[110:117].all() and not mask[117:].any()
+
+
+def test_negative_shortage_filled_with_positives():
+    labels = torch.tensor([1] * 20 + [0] * 3)
+    mask = sample_scale_groups(labels, torch.zeros(23, dtype=torch.long), 8)
+    assert int(mask[:20].sum()) == 5 and int(mask[20:].sum()) == 3
+
+
+def test_sample_is_uniform_within_a_group():
+    labels = torch.zeros(40, dtype=torch.long)
+    gen = torch.Generator().manual_seed(3)
+    hits = torch.stack([sample_random(labels, 10, generator=gen) for _ in range(400)]).float()
+    # each anchor is drawn with probability 1/4: 100 expected of 400, sd ~8.7
+    assert float(hits.sum(0).min()) > 60 and float(hits.sum(0).max()) < 140
+
+
+def test_ohem_picks_highest_losses_among_labelled():
+    losses = torch.tensor([0.1, 5.0, 3.0, 9.0, 0.2])
+    labels = torch.tensor([0, 1, 0, -1, 0])
+    assert ohem_select(losses, labels, 2).tolist() == [False, True, True, False, False]
+    assert int(ohem_select(losses, labels, 10).sum()) == 4
