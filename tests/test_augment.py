@@ -23,7 +23,8 @@ def _white_extent(image: np.ndarray, box: np.ndarray) -> np.ndarray:
     x1, y1, x2, y2 = box
     pad = 4
     xa, ya = max(int(x1) - pad, 0), max(int(y1) - pad, 0)
-    xb, yb = min(int(np.ceil(x2)) + pad, image.shape[1]), min(int(np.ceil(y2)) + pad, image.shape[0])
+    xb = min(int(np.ceil(x2)) + pad, image.shape[1])
+    yb = min(int(np.ceil(y2)) + pad, image.shape[0])
     mask = image[ya:yb, xa:xb, 0] > 127
     ys, xs = np.nonzero(mask)
     return np.array([xs.min() + xa, ys.min() + ya, xs.max() + 1 + xa, ys.max() + 1 + ya], float)
