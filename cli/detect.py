@@ -1,0 +1,335 @@
+"""``facebench detect``: run a trained checkpoint or a peer detector over images.
+
+Sources: a folder of images (``--images``), a WIDER layout restricted to a split file
+(``--images`` + ``--split``), or FDDB folds (``--fddb-folds`` + ``--images``). Outputs:
+the WIDER submission layout, FDDB rectangle or ellipse files, optional per-anchor-scale
+WIDER folders, and ``protocol.json`` beside them (written last).
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.app import main
+from cli.console import ProgressCallback, log, warn
+from facebench.atomic import write_json
+from facebench.errors import FacebenchError
+
+FORMATS = ("wider", "fddb-rect", "fddb-ellipse")
+OWN_DETECTOR = "facebench"
+
+
+def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise FacebenchError(f"{what}: expected a comma list of numbers, got {text!r}") from None
+    if not values:
+        raise FacebenchError(f"{what}: empty list")
+    return values
+
+
+def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
+    values = _floats(text, what)
+    if values is not None and any(v != int(v) for v in values):
+        raise FacebenchError(f"{what}: expected whole numbers, got {text!r}")
+    return None if values is None else tuple(int(v) for v in values)
+
+
+def build_checkpoint_detector(checkpoint: str, threads: int | None, **options: Any):
+    """Our trained detector (imports torch); options left None keep their defaults."""
+    from detector.inference import CheckpointDetector
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    kwargs = {k: v for k, v in options.items() if v is not None}
+    return CheckpointDetector(checkpoint, **kwargs)
+
+
+def build_peer_detector(
+    name: str, score_thresh: float | None, threads: int | None, extra: dict | None = None
+):
+    """A peer adapter from :mod:`facebench.peers` with the options it accepts."""
+    from facebench import peers
+
+    spec = peers.PEERS.get(name)
+    if spec is None:
+        raise FacebenchError(
+            f"unknown detector {name!r}; choose {OWN_DETECTOR!r} (with --checkpoint) or one "
+            f"of: {', '.join(peers.peer_names())}"
+        )
+    module = __import__(f"facebench.peers.{spec.module}", fromlist=[spec.cls])
+    params = inspect.signature(getattr(module, spec.cls)).parameters
+    options: dict[str, Any] = {"threads": threads, **(extra or {})}
+    if score_thresh is not None:
+        if "score_thresh" not in params:
+            raise FacebenchError(f"detector {name!r} has no score threshold (--score-thresh)")
+        options["score_thresh"] = score_thresh
+    return peers.create_peer(name, **options)
+
+
+def anchor_scale_names(detector: Any) -> list[int] | None:
+    """Anchor sizes indexed by scale id (``model.design.scales``), where the detector has them."""
+    design = getattr(getattr(detector, "model", None), "design", None)
+    scales = getattr(design, "scales", None)
+    return [int(s) for s in scales] if scales else None
+
+
+def resolve_source(
+    images: Path | None, split: Path | None, fddb_folds: Path | None, folds: str | None
+) -> tuple[list, dict[str, Any]]:
+    """(items, description) of the chosen image source."""
+    from facebench import detection
+
+    if images is None:
+        raise FacebenchError("--images is required (image folder, WIDER images or FDDB images)")
+    if fddb_folds is not None:
+        if split is not None:
+            raise FacebenchError("--split is for WIDER sources, not with --fddb-folds")
+        fold_list = _ints(folds, "--folds")
+        items = detection.fddb_images(fddb_folds, images, fold_list)
+        return items, {
+            "kind": "fddb",
+            "folds_dir": str(fddb_folds),
+            "images": str(images),
+            "folds": list(fold_list) if fold_list else "all",
+        }
+    if folds is not None:
+        raise FacebenchError("--folds needs --fddb-folds")
+    if split is not None:
+        items = detection.wider_images(images, split)
+        return items, {"kind": "wider", "images": str(images), "split": str(split)}
+    return detection.folder_images(images), {"kind": "folder", "images": str(images)}
+
+
+def _check_empty(path: Path, overwrite: bool) -> None:
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if not overwrite:
+            raise FacebenchError(f"{path}: output exists and is not empty (use --overwrite)")
+        stale = path / "protocol.json"
+        if stale.is_file():
+            stale.unlink()  # an interrupted re-run must not look complete
+
+
+@main.command("detect")
+@click.option(
+    "--detector",
+    "detector_name",
+    default=None,
+    help="Peer detector name (see `facebench detect --list`), or 'facebench' "
+    "(the default when --checkpoint is given).",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A `facebench train` checkpoint file or run folder.",
+)
+@click.option(
+    "--images",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Image folder (recursive), WIDER images folder, or FDDB image root.",
+)
+@click.option(
+    "--split",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="WIDER split file (e.g. wider_face_val_bbx_gt.txt): run only its images.",
+)
+@click.option(
+    "--fddb-folds",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="FDDB-folds folder: run the images its fold lists name (under --images).",
+)
+@click.option("--folds", default=None, help="FDDB folds to run, e.g. 1,2 (default all 10).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Output layout (default: wider; fddb-rect for --fddb-folds).",
+)
+@click.option(
+    "--per-scale",
+    is_flag=True,
+    help="Also write <out>@<anchor> WIDER folders from the scale_id column "
+    "(checkpoints; NMS then runs within each anchor scale).",
+)
+@click.option(
+    "--score-thresh",
+    type=float,
+    default=None,
+    help="Score threshold (default: each detector's low default, 0.01 where allowed).",
+)
+@click.option("--threads", type=int, default=None, help="CPU threads for the detector.")
+@click.option("--batch-size", type=int, default=1, show_default=True)
+@click.option("--device", default=None, help="[checkpoint] cpu, cuda, cuda:1 ...")
+@click.option("--scales", default=None, help="[checkpoint] pyramid factors, e.g. 0.5,1,2.")
+@click.option("--max-side", type=int, default=None, help="[checkpoint] cap on each image side.")
+@click.option(
+    "--max-pixels", type=int, default=None, help="[checkpoint] pixel budget per pyramid level."
+)
+@click.option("--nms-iou", type=float, default=None, help="[checkpoint] NMS IoU.")
+@click.option("--limit", type=int, default=None, help="Run only the first N images.")
+@click.option("--overwrite", is_flag=True, help="Allow a non-empty output folder.")
+@click.option(
+    "--list",
+    "list_detectors",
+    is_flag=True,
+    help="List the detectors and whether their packages are installed, then exit.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    default=None,
+    help="Write a machine-readable summary here ('-' for stdout).",
+)
+def detect_command(
+    detector_name: str | None,
+    checkpoint: Path | None,
+    images: Path | None,
+    split: Path | None,
+    fddb_folds: Path | None,
+    folds: str | None,
+    out: Path | None,
+    fmt: str | None,
+    per_scale: bool,
+    score_thresh: float | None,
+    threads: int | None,
+    batch_size: int,
+    device: str | None,
+    scales: str | None,
+    max_side: int | None,
+    max_pixels: int | None,
+    nms_iou: float | None,
+    limit: int | None,
+    overwrite: bool,
+    list_detectors: bool,
+    json_path: str | None,
+) -> None:
+    """Detect faces with a checkpoint or a peer detector; write WIDER / FDDB outputs.
+
+    \b
+    facebench detect --detector retinaface-mnet --images WIDER_val/images --out preds/
+    facebench detect --checkpoint runs/x --images WIDER_val/images --out preds/ --per-scale
+    facebench detect --detector yunet --fddb-folds FDDB-folds --images originalPics \\
+        --format fddb-ellipse --out fddb_dets/
+    """
+    from facebench import detection, peers
+
+    if list_detectors:
+        rows = [
+            {
+                "name": n,
+                "installed": peers.is_installed(n),
+                "install": s.install,
+                "summary": s.summary,
+            }
+            for n, s in peers.PEERS.items()
+        ]
+        for r in rows:
+            mark = "installed" if r["installed"] else f"missing: {r['install']}"
+            click.echo(f"{r['name']:<16} {r['summary']}  [{mark}]")
+        if json_path:
+            write_json(json_path, {"detectors": rows})
+        return
+    if out is None:
+        raise FacebenchError("--out is required")
+    if batch_size < 1 or (threads is not None and threads < 1) or (limit is not None and limit < 1):
+        raise FacebenchError("--batch-size, --threads and --limit must be >= 1")
+    name = detector_name or (OWN_DETECTOR if checkpoint is not None else None)
+    if name is None:
+        raise FacebenchError("choose a detector: --detector NAME or --checkpoint PATH")
+    own = name == OWN_DETECTOR
+    if own and checkpoint is None:
+        raise FacebenchError("--detector facebench needs --checkpoint PATH")
+    if not own:
+        given = {
+            "--checkpoint": checkpoint,
+            "--device": device,
+            "--scales": scales,
+            "--max-side": max_side,
+            "--max-pixels": max_pixels,
+            "--nms-iou": nms_iou,
+        }
+        used = [k for k, v in given.items() if v is not None] + (["--per-scale"] * per_scale)
+        if used:
+            raise FacebenchError(f"{', '.join(used)} apply to checkpoints (--detector facebench)")
+
+    items, source = resolve_source(images, split, fddb_folds, folds)
+    if limit is not None:
+        items = items[:limit]
+        source["limit"] = limit
+    fmt = fmt or ("fddb-rect" if fddb_folds is not None else "wider")
+    _check_empty(out, overwrite)
+
+    if own:
+        det = build_checkpoint_detector(
+            str(checkpoint),
+            threads,
+            device=device,
+            scales=_floats(scales, "--scales"),
+            max_side=max_side,
+            max_pixels=max_pixels,
+            nms_iou=nms_iou,
+            score_thresh=score_thresh,
+            batch_size=batch_size,
+            nms_per_scale=True if per_scale else None,
+        )
+    else:
+        det = build_peer_detector(name, score_thresh, threads)
+
+    writers: list = []
+    if fmt == "wider":
+        writers.append(detection.WiderWriter(out))
+    else:
+        writers.append(detection.FddbWriter(out, ellipse=fmt == "fddb-ellipse"))
+    if per_scale:
+        names = anchor_scale_names(det)
+        for s in names or []:
+            _check_empty(out.parent / f"{out.name}@{s}", overwrite)
+        writers.append(detection.PerScaleWiderWriter(out, names))
+        warn(
+            "--per-scale: NMS runs within each anchor scale, so the main output holds the "
+            "union of the per-scale outputs"
+        )
+
+    log(f"detect: {det.name} on {len(items)} images -> {out} ({fmt})")
+    progress = ProgressCallback(f"detect {det.name}")
+    try:
+        stats = detection.run_detection(det, items, writers, batch_size, progress)
+    finally:
+        progress.close()
+    outputs = [w.close() for w in writers]
+    record = detection.protocol_record(
+        det,
+        source,
+        outputs,
+        stats,
+        options={
+            "format": fmt,
+            "batch_size": batch_size,
+            "threads": threads,
+            "per_scale": per_scale,
+            "score_thresh": score_thresh,
+        },
+    )
+    detection.write_protocol(out, record)
+    run = record["run"]
+    log(
+        f"detect: {run['images']} images, {run['detections']} detections, "
+        f"{run['seconds']:.1f}s, median {run['latency_ms_median']:.1f} ms/image"
+    )
+    if json_path:
+        write_json(json_path, record)
