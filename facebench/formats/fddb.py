@@ -195,6 +195,44 @@ def write_ellipse_list(path: str | Path, items: Iterable[tuple[str, np.ndarray]]
 # --------------------------------------------------------------------------- detections
 
 
+@dataclass(frozen=True)
+class DetectionFile:
+    """A parsed detection file: per block the image name, its 1-based line and regions.
+
+    ``format`` is ``"rect"`` (regions (K, 5)) or ``"ellipse"`` (regions (K, 6)).
+    """
+
+    path: Path
+    format: DetectionFormat
+    names: list[str]
+    lines: list[int]
+    regions: list[np.ndarray]
+
+    @property
+    def n_regions(self) -> int:
+        return int(sum(len(r) for r in self.regions))
+
+
+def read_detection_file(
+    path: str | Path, format: Literal["auto", "rect", "ellipse"] = "auto"
+) -> DetectionFile:
+    """Read a detection file with the line of every block (see :func:`read_detections`)."""
+    path = Path(path)
+    if format == "auto":
+        allowed: tuple[int, ...] = (5, 6)
+    elif format in DETECTION_FIELDS:
+        allowed = (DETECTION_FIELDS[format],)
+    else:
+        raise ValueError(f"unknown detection format {format!r}")
+    blocks = _read_blocks(path, allowed, "detection")
+    is_rect = blocks.values.shape[1] == 5
+    columns = (2, 3) if is_rect else (0, 1)
+    what = "rectangle size" if is_rect else "ellipse radius"
+    _check_positive(path, blocks, columns=columns, what=what, allow_zero=True)
+    kind: DetectionFormat = "rect" if is_rect else "ellipse"
+    return DetectionFile(path, kind, blocks.names, blocks.lines, blocks.split())
+
+
 def read_detections(
     path: str | Path, format: Literal["auto", "rect", "ellipse"] = "auto"
 ) -> list[tuple[str, np.ndarray]]:
@@ -206,18 +244,8 @@ def read_detections(
     which must be the same on every line; a file without any region reads as rectangles
     (there is nothing to convert). Widths, heights and radii must not be negative.
     """
-    path = Path(path)
-    if format == "auto":
-        allowed: tuple[int, ...] = (5, 6)
-    elif format in DETECTION_FIELDS:
-        allowed = (DETECTION_FIELDS[format],)
-    else:
-        raise ValueError(f"unknown detection format {format!r}")
-    blocks = _read_blocks(path, allowed, "detection")
-    columns = (2, 3) if blocks.values.shape[1] == 5 else (0, 1)
-    what = "rectangle size" if blocks.values.shape[1] == 5 else "ellipse radius"
-    _check_positive(path, blocks, columns=columns, what=what, allow_zero=True)
-    return list(zip(blocks.names, blocks.split(), strict=True))
+    parsed = read_detection_file(path, format)
+    return list(zip(parsed.names, parsed.regions, strict=True))
 
 
 def detection_format_of(items: Sequence[tuple[str, np.ndarray]]) -> DetectionFormat:
