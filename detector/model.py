@@ -1,0 +1,294 @@
+"""The Group Sampling face detector: backbone -> (FPN) -> dense head [-> Grouped Fast R-CNN].
+
+``build_detector("fpn-finest-sampling", backbone="resnet50")`` builds the paper's detector;
+any design of :mod:`detector.designs` works, with overrides as keyword arguments.
+
+Training: ``model(images, targets) -> {"loss_cls", "loss_reg"[, "loss_roi_cls",
+"loss_roi_reg"]}`` (sum them). Per image the anchors are matched to the faces (two-pass,
+:mod:`detector.matching`), training samples are chosen by the design's sampler
+(:mod:`detector.sampling`), and the classification loss is averaged over the sampled anchors
+of the batch (focal loss: summed and divided by the positives), the regression loss over the
+sampled positive anchors. ``model.last_stats`` then holds plain-number counts per anchor scale.
+
+Inference: ``model(images) -> [{"boxes", "scores", "scale_ids"}]`` per image. For each anchor
+scale (sub-detector) the anchors with face probability above ``score_thresh`` are kept, at most
+``pre_nms_top_n`` per scale; their boxes are decoded and clipped to the input, then non-maximum
+suppression (``torchvision.ops.batched_nms``, float32) at ``nms_iou`` runs over all scales
+together, or per scale if ``nms_per_scale`` is set (use that to evaluate the @16..@128
+sub-detectors on their own); at most ``max_detections`` boxes are returned, highest score first.
+The default ``nms_iou`` 0.3 is the usual face-detection value (S3FD, SSH); 0.3..0.5 are sensible.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.ops import batched_nms
+
+from detector.anchors import anchors_for
+from detector.backbones import build_backbone
+from detector.boxes import BoxCoder
+from detector.designs import SIZE_DIVISIBILITY, Design, get_design
+from detector.fast_rcnn import GroupedFastRCNN
+from detector.fpn import TopDownFPN
+from detector.heads import DenseHead
+from detector.losses import RegressionLoss, focal_loss, softmax_cross_entropy
+from detector.matching import match_anchors
+from detector.sampling import ohem_select, sample_random, sample_scale_groups
+from facebench.errors import FacebenchError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_STAT_KEYS = (
+    "positives", "negatives", "ignored", "sampled_positives", "sampled_negatives",
+)
+
+
+class GroupSamplingDetector(nn.Module):
+    """Single-shot face detector of a given :class:`Design` (see the module docstring)."""
+
+    def __init__(
+        self,
+        design: Design,
+        backbone: str = "resnet50",
+        backbone_weights: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.design = design
+        self.backbone_name = backbone
+        last_level = "C5" if design.uses_fpn else max(design.feature_levels)
+        self.backbone = build_backbone(backbone, backbone_weights, last_level)
+        channels = 32 if backbone == "tiny" else 256
+        if design.uses_fpn:
+            self.fpn: TopDownFPN | None = TopDownFPN(self.backbone.out_channels, channels)
+            head_in = channels
+        else:
+            self.fpn = None
+            head_in = self.backbone.out_channels[design.levels[0]]
+        prior = 0.01 if design.classification_loss == "focal" else None
+        self.head = DenseHead(design, head_in, channels, face_prior=prior)
+        self.second_stage = GroupedFastRCNN(design, channels) if design.second_stage else None
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
+        self.coder = BoxCoder()
+        self.regression_loss = RegressionLoss(design.regression_loss, self.coder)
+        self.score_thresh = 0.01
+        self.nms_iou = 0.3
+        self.pre_nms_top_n = 5000
+        self.max_detections = 1000
+        self.nms_per_scale = False
+        self.proposal_nms_iou = 0.7
+        self.last_stats: dict = {}
+        self._anchor_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # ---- shared -------------------------------------------------------------------------
+
+    def _check_images(self, images: torch.Tensor) -> None:
+        if not torch.is_tensor(images) or images.dim() != 4 or images.shape[1] != 3:
+            shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
+            raise FacebenchError(f"images must be a float (B, 3, H, W) tensor, got {shape}")
+        if not images.is_floating_point():
+            raise FacebenchError("images must be float RGB in [0, 1], got an integer tensor")
+
+    def _features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = (images - self.mean) / self.std
+        h, w = x.shape[-2:]
+        pad_h, pad_w = -h % SIZE_DIVISIBILITY, -w % SIZE_DIVISIBILITY
+        if pad_h or pad_w:
+            x = nn.functional.pad(x, (0, pad_w, 0, pad_h))
+        features = self.backbone(x)
+        return self.fpn(features) if self.fpn is not None else features
+
+    def anchors(self, height: int, width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cached ``anchors_for(self.design, height, width)`` on ``device``."""
+        key = (height, width, str(device))
+        if key not in self._anchor_cache:
+            self._anchor_cache = {key: anchors_for(self.design, height, width, device)}
+        return self._anchor_cache[key]
+
+    def forward(self, images: torch.Tensor, targets: list[dict] | None = None):
+        """Training: losses dict (needs targets). Eval: list of per-image detections."""
+        self._check_images(images)
+        features = self._features(images)
+        logits, deltas = self.head(features)
+        anchors, scale_ids = self.anchors(images.shape[-2], images.shape[-1], images.device)
+        if self.training:
+            if targets is None:
+                raise FacebenchError("training mode needs targets (list of dicts with 'boxes')")
+            targets = self._check_targets(targets, len(images), images.device)
+            losses = self._dense_losses(logits, deltas, anchors, scale_ids, targets)
+            if self.second_stage is not None:
+                with torch.no_grad():
+                    dets = self._detect(
+                        logits.detach(), deltas.detach(), anchors, scale_ids, images.shape[-2:],
+                        self.proposal_nms_iou, self.design.second_stage_proposals, False,
+                    )
+                proposals = [d["boxes"] for d in dets]
+                losses.update(
+                    self.second_stage.losses(features["P2"], proposals, targets, self.last_stats)
+                )
+            return losses
+        return self._inference(features, logits, deltas, anchors, scale_ids, images.shape[-2:])
+
+    # ---- training -----------------------------------------------------------------------
+
+    @staticmethod
+    def _check_targets(targets: list[dict], batch: int, device) -> list[dict]:
+        if len(targets) != batch:
+            raise FacebenchError(f"got {len(targets)} targets for {batch} images")
+        checked = []
+        for i, t in enumerate(targets):
+            boxes = torch.as_tensor(t["boxes"], dtype=torch.float32, device=device).reshape(-1, 4)
+            ignore = t.get("ignore")
+            if ignore is None:
+                ignore = torch.zeros(len(boxes), dtype=torch.bool, device=device)
+            ignore = torch.as_tensor(ignore, dtype=torch.bool, device=device).reshape(-1)
+            if len(ignore) != len(boxes):
+                raise FacebenchError(
+                    f"target {i}: {len(ignore)} ignore flags for {len(boxes)} boxes"
+                )
+            checked.append({"boxes": boxes, "ignore": ignore})
+        return checked
+
+    def _select(self, labels, scale_ids, anchor_loss) -> torch.Tensor:
+        d = self.design
+        if d.sampler == "group":
+            return sample_scale_groups(labels, scale_ids, d.group_size, d.positive_fraction)
+        if d.sampler == "random":
+            return sample_random(labels, d.group_size * d.num_scales, d.positive_fraction)
+        if d.sampler == "ohem":
+            return ohem_select(anchor_loss(), labels, d.ohem_batch)
+        return labels >= 0  # focal loss: every labelled anchor
+
+    def _dense_losses(self, logits, deltas, anchors, scale_ids, targets):
+        d = self.design
+        num_scales = d.num_scales
+        cls_sum = logits.new_zeros((), dtype=torch.float32)
+        reg_sum = logits.new_zeros((), dtype=torch.float32)
+        num_sampled = num_pos = 0
+        counts = torch.zeros(len(_STAT_KEYS), num_scales, dtype=torch.int64)
+        faces = faces_hit = 0
+        for b, target in enumerate(targets):
+            with torch.no_grad():
+                labels, matched = match_anchors(
+                    anchors, target["boxes"], d.pos_iou, d.neg_iou, target["ignore"]
+                )
+            gt = target["boxes"]
+
+            def anchor_loss(b=b, labels=labels, matched=matched, gt=gt):
+                # OHEM ranks anchors by their total (classification + regression) loss.
+                with torch.no_grad():
+                    loss = softmax_cross_entropy(logits[b], labels.clamp(min=0))
+                    pos = (labels == 1).nonzero().squeeze(1)
+                    loss[pos] += self.regression_loss(
+                        deltas[b, pos], anchors[pos], gt[matched[pos]]
+                    )
+                return loss
+
+            mask = self._select(labels, scale_ids, anchor_loss)
+            idx = mask.nonzero().squeeze(1)
+            lab = labels[idx]
+            if d.classification_loss == "focal":
+                cls_sum = cls_sum + focal_loss(
+                    logits[b, idx], lab, d.focal_alpha, d.focal_gamma
+                ).sum()
+            else:
+                cls_sum = cls_sum + softmax_cross_entropy(logits[b, idx], lab).sum()
+            pos = idx[lab == 1]
+            if pos.numel():
+                reg_sum = reg_sum + self.regression_loss(
+                    deltas[b, pos], anchors[pos], gt[matched[pos]]
+                ).sum()
+            num_sampled += idx.numel()
+            num_pos += pos.numel()
+            real = int((~target["ignore"]).sum())
+            faces += real
+            faces_hit += int(torch.unique(matched[labels == 1]).numel())
+            for row, selector in enumerate(
+                (labels == 1, labels == 0, labels == -1, mask & (labels == 1), mask & (labels == 0))
+            ):
+                counts[row] += torch.bincount(scale_ids[selector], minlength=num_scales).cpu()
+        self.last_stats = {key: counts[i].tolist() for i, key in enumerate(_STAT_KEYS)}
+        self.last_stats.update(
+            faces=faces, faces_matched=faces_hit, sampled=num_sampled,
+            sampled_total_positives=num_pos,
+        )
+        normaliser = num_pos if d.classification_loss == "focal" else num_sampled
+        return {
+            "loss_cls": cls_sum / max(normaliser, 1),
+            "loss_reg": reg_sum / max(num_pos, 1),
+        }
+
+    # ---- inference ----------------------------------------------------------------------
+
+    def _detect(self, logits, deltas, anchors, scale_ids, size, nms_iou, max_det, per_scale):
+        """Per image: threshold, top-n per scale, decode, clip, NMS. Plain dict list."""
+        h, w = int(size[0]), int(size[1])
+        scores_all = logits.float().softmax(dim=2)[..., 1]
+        # Anchor blocks are contiguous per scale (scale-major order).
+        bounds = torch.cumsum(torch.bincount(scale_ids, minlength=self.design.num_scales), 0)
+        starts = [0, *bounds[:-1].tolist()]
+        out = []
+        for b in range(logits.shape[0]):
+            keep = []
+            for start, stop in zip(starts, bounds.tolist(), strict=True):
+                block = scores_all[b, start:stop]
+                k = min(self.pre_nms_top_n, block.numel())
+                top_scores, top_idx = block.topk(k)
+                keep.append(top_idx[top_scores > self.score_thresh] + start)
+            idx = torch.cat(keep)
+            boxes = self.coder.decode(deltas[b, idx], anchors[idx])
+            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+            scores = scores_all[b, idx]
+            sids = scale_ids[idx]
+            ok = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            boxes, scores, sids = boxes[ok], scores[ok], sids[ok]
+            groups = sids if per_scale else torch.zeros_like(sids)
+            kept = batched_nms(boxes, scores, groups, nms_iou)[:max_det]
+            out.append({"boxes": boxes[kept], "scores": scores[kept], "scale_ids": sids[kept]})
+        return out
+
+    @torch.no_grad()
+    def _inference(self, features, logits, deltas, anchors, scale_ids, size):
+        dets = self._detect(
+            logits, deltas, anchors, scale_ids, size, self.nms_iou, self.max_detections,
+            self.nms_per_scale,
+        )
+        if self.second_stage is None:
+            return dets
+        proposals = self._detect(
+            logits, deltas, anchors, scale_ids, size, self.proposal_nms_iou,
+            max(self.design.second_stage_proposals, self.max_detections), False,
+        )
+        refined = self.second_stage.refine(features["P2"], [p["boxes"] for p in proposals])
+        h, w = int(size[0]), int(size[1])
+        out = []
+        for prop, (boxes, scores) in zip(proposals, refined, strict=True):
+            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+            sids = prop["scale_ids"]
+            ok = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]) & (
+                scores > self.score_thresh
+            )
+            boxes, scores, sids = boxes[ok], scores[ok], sids[ok]
+            groups = sids if self.nms_per_scale else torch.zeros_like(sids)
+            kept = batched_nms(boxes, scores, groups, self.nms_iou)[: self.max_detections]
+            out.append({"boxes": boxes[kept], "scores": scores[kept], "scale_ids": sids[kept]})
+        return out
+
+
+def build_detector(
+    design: str | Design = "fpn-finest-sampling",
+    backbone: str = "resnet50",
+    backbone_weights: str | Path | None = None,
+    **design_overrides,
+) -> GroupSamplingDetector:
+    """A :class:`GroupSamplingDetector` for a named design (overrides via ``get_design``).
+
+    backbone: ``resnet50`` (paper), ``resnet18`` or ``tiny``; backbone_weights: a local
+    torchvision-style state-dict file for the ResNet (random init when None).
+    """
+    return GroupSamplingDetector(get_design(design, **design_overrides), backbone, backbone_weights)
