@@ -1,0 +1,271 @@
+"""The detection runner and `facebench detect`: sources, writers re-read by the format readers.
+
+A scripted test double stands in for a detector: its boxes are a known function of the
+image size, so every written number can be checked against an independent expectation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli.app import main
+from facebench import detection
+from facebench.errors import FacebenchError, FormatError
+from facebench.formats import fddb, wider
+
+
+class ScriptedDetector:
+    """Per image: two boxes from its size, scale ids 0 and 1 (second box only if wide)."""
+
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    @staticmethod
+    def expected(width: int, height: int) -> np.ndarray:
+        rows = [[1.5, 2.25, width / 2, height / 2, 0.875, 0]]
+        if width > 40:
+            rows.append([10, 12, width - 1, height - 3, 0.5, 1])
+        return np.array(rows, dtype=np.float32)
+
+    def detect_batch(self, images):
+        self.batches.append(len(images))
+        return [self.expected(im.shape[1], im.shape[0]) for im in images]
+
+    def protocol(self):
+        return {"detector": self.name, "score_threshold": 0.0}
+
+
+SIZES = {"0--Parade/a": (48, 32), "0--Parade/b": (30, 20), "1--Handshaking/c": (64, 50)}
+
+
+@pytest.fixture
+def wider_root(tmp_path) -> Path:
+    root = tmp_path / "WIDER_val" / "images"
+    for key, (w, h) in SIZES.items():
+        path = root / f"{key}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), np.full((h, w, 3), 90, np.uint8))
+    return root
+
+
+def xywh(rows: np.ndarray) -> np.ndarray:
+    out = rows[:, :5].astype(np.float64)
+    out[:, 2:4] -= out[:, :2]
+    return out
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def test_folder_and_wider_sources(wider_root, tmp_path):
+    items = detection.folder_images(wider_root)
+    assert [i.key for i in items] == sorted(SIZES)
+    assert (items[0].event, items[0].stem) == ("0--Parade", "a")
+    # The WIDER_val folder above images/ works too.
+    assert [i.key for i in detection.wider_images(wider_root.parent)] == sorted(SIZES)
+    split = tmp_path / "split.txt"
+    split.write_text("1--Handshaking/c.jpg\n1\n1 2 3 4 0 0 0 0 0 0\n0--Parade/a.jpg\n0\n")
+    assert [i.key for i in detection.wider_images(wider_root, split)] == [
+        "1--Handshaking/c",
+        "0--Parade/a",
+    ]
+    split.write_text("0--Parade/a.jpg\n0\n0--Parade/zz.jpg\n0\n")
+    with pytest.raises(FormatError) as info:
+        detection.wider_images(wider_root, split)
+    assert info.value.line == 3 and "zz.jpg" in str(info.value)
+
+
+def test_wider_source_rejects_flat_images_and_empty_folders(tmp_path):
+    cv2.imwrite(str(tmp_path / "flat.png"), np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(FormatError, match="outside an event folder"):
+        detection.wider_images(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FacebenchError, match="no images"):
+        detection.folder_images(tmp_path / "empty")
+
+
+def test_fddb_source(tmp_path):
+    names = ["2002/07/19/big/img_1", "2002/07/19/big/img_2"]
+    for name in names:
+        (tmp_path / "pics" / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "pics" / f"{name}.jpg"), np.zeros((20, 30, 3), np.uint8))
+    folds = tmp_path / "folds"
+    folds.mkdir()
+    (folds / "FDDB-fold-01.txt").write_text(names[0] + "\n")
+    (folds / "FDDB-fold-02.txt").write_text(names[1] + "\n2002/07/19/big/img_9\n")
+    items = detection.fddb_images(folds, tmp_path / "pics", [1])
+    assert [(i.key, i.fold) for i in items] == [(names[0], 1)]
+    with pytest.raises(FormatError, match="img_9"):
+        detection.fddb_images(folds, tmp_path / "pics", [1, 2])
+    with pytest.raises(FormatError, match="fold 3"):
+        detection.fddb_images(folds, tmp_path / "pics", [3])
+
+
+def test_corrupt_image_is_a_format_error(tmp_path):
+    bad = tmp_path / "x.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(FormatError, match="cannot decode"):
+        detection.load_image(bad)
+    rgb = tmp_path / "rgb.png"
+    cv2.imwrite(str(rgb), np.array([[[255, 0, 0]]], np.uint8))  # BGR blue
+    assert detection.load_image(rgb)[0, 0].tolist() == [0, 0, 255]
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def test_wider_and_per_scale_outputs_reread(wider_root, tmp_path):
+    det = ScriptedDetector()
+    out = tmp_path / "preds"
+    items = detection.folder_images(wider_root)
+    writers = [detection.WiderWriter(out), detection.PerScaleWiderWriter(out, [16, 32])]
+    stats = detection.run_detection(det, items, writers, batch_size=2)
+    assert det.batches == [2, 1]
+    assert stats.images == 3 and stats.detections == 5 and len(stats.latency_ms) == 3
+    for key, (w, h) in SIZES.items():
+        expected = ScriptedDetector.expected(w, h)
+        got = wider.read_prediction_file(out / f"{key}.txt")
+        np.testing.assert_allclose(got, xywh(expected), rtol=1e-7)
+        for sid, scale in enumerate((16, 32)):
+            part = wider.read_prediction_file(Path(f"{out}@{scale}") / f"{key}.txt")
+            np.testing.assert_allclose(part, xywh(expected[expected[:, 5] == sid]), rtol=1e-7)
+    assert writers[1].close()["folders"] == {"16": f"{out}@16", "32": f"{out}@32"}
+
+
+def test_per_scale_backfills_scales_seen_late(tmp_path):
+    writer = detection.PerScaleWiderWriter(tmp_path / "p")
+    first = detection.ImageItem(Path("x.jpg"), "e/first")
+    second = detection.ImageItem(Path("y.jpg"), "e/second")
+    writer.write(first, np.array([[0, 0, 4, 4, 0.9, 0]], np.float32))
+    writer.write(second, np.array([[0, 0, 4, 4, 0.8, 2]], np.float32))
+    assert len(wider.read_prediction_file(tmp_path / "p@2" / "e" / "first.txt")) == 0
+    assert len(wider.read_prediction_file(tmp_path / "p@0" / "e" / "second.txt")) == 0
+    assert len(wider.read_prediction_file(tmp_path / "p@2" / "e" / "second.txt")) == 1
+    with pytest.raises(FacebenchError, match="scale ids"):
+        writer.write(second, np.array([[0, 0, 4, 4, 0.8, -1]], np.float32))
+
+
+@pytest.mark.parametrize("ellipse", [False, True])
+def test_fddb_outputs_reread(tmp_path, ellipse):
+    items = [
+        detection.ImageItem(Path("a.jpg"), "2002/07/19/big/img_1", 1),
+        detection.ImageItem(Path("b.jpg"), "2002/07/19/big/img_2", 2),
+    ]
+    rows = [ScriptedDetector.expected(48, 32), np.zeros((0, 6), np.float32)]
+    writer = detection.FddbWriter(tmp_path / "f", ellipse=ellipse)
+    for item, r in zip(items, rows, strict=True):
+        writer.write(item, r)
+    info = writer.close()
+    assert info["format"] == ("fddb-ellipse" if ellipse else "fddb-rect")
+    got = fddb.read_detections(tmp_path / "f" / "detections.txt")
+    assert [n for n, _ in got] == [i.key for i in items]
+    rect = xywh(rows[0])
+    want = (
+        np.column_stack([fddb.rect_to_ellipse_s3fd(rect[:, :4]), rect[:, 4]]) if ellipse else rect
+    )
+    np.testing.assert_allclose(got[0][1], want, rtol=1e-6)
+    assert got[1][1].shape == (0, 6 if ellipse else 5)
+    fold2 = fddb.read_detections(tmp_path / "f" / "fold-02-out.txt")
+    assert [n for n, _ in fold2] == ["2002/07/19/big/img_2"]
+
+
+def test_check_detections():
+    rows = np.array(
+        [[0, 0, 2, 2, 0.5, -1], [3, 0, 1, 2, 0.4, -1], [0, 0, np.nan, 2, 0.3, -1]], np.float64
+    )
+    kept = detection.check_detections(rows, "demo")
+    assert kept.dtype == np.float32 and kept.tolist() == [[0, 0, 2, 2, 0.5, -1]]
+    with pytest.raises(FacebenchError, match=r"shape \(3, 5\)"):
+        detection.check_detections(rows[:, :5], "demo")
+
+
+# --------------------------------------------------------------------------- command
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(main, ["detect", *args])
+
+
+def test_detect_command_haar_end_to_end(wider_root, tmp_path):
+    out = tmp_path / "haar"
+    summary = tmp_path / "s.json"
+    result = run_cli(
+        "--detector", "haar", "--images", str(wider_root), "--out", str(out),
+        "--threads", "1", "--json", str(summary),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for key in SIZES:
+        assert wider.read_prediction_file(out / f"{key}.txt").shape[1] == 5
+    record = json.loads((out / "protocol.json").read_text())
+    assert record == json.loads(summary.read_text())
+    assert record["detector"] == "haar" and record["run"]["images"] == 3
+    assert record["detector_protocol"]["min_neighbors"] == 1
+    assert record["source"] == {"kind": "folder", "images": str(wider_root)}
+    # A second run refuses to mix outputs unless asked.
+    again = run_cli("--detector", "haar", "--images", str(wider_root), "--out", str(out))
+    assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--images", "IMG", "--out", "o"], "choose a detector"),
+        (["--detector", "haar", "--images", "IMG", "--out", "o", "--score-thresh", "0.1"],
+         "no score threshold"),
+        (["--detector", "haar", "--images", "IMG", "--out", "o", "--scales", "1,2"],
+         "apply to checkpoints"),
+        (["--detector", "facebench", "--images", "IMG", "--out", "o"], "needs --checkpoint"),
+        (["--detector", "nope", "--images", "IMG", "--out", "o"], "unknown detector 'nope'"),
+        (["--detector", "haar", "--images", "IMG", "--out", "o", "--folds", "1"],
+         "--folds needs --fddb-folds"),
+        (["--detector", "haar", "--images", "IMG"], "--out is required"),
+    ],
+)  # fmt: skip
+def test_detect_command_bad_options(wider_root, tmp_path, args, message):
+    args = [str(wider_root) if a == "IMG" else a for a in args]
+    args = [str(tmp_path / "o") if a == "o" else a for a in args]
+    result = run_cli(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_detect_command_fddb_ellipse(tmp_path):
+    name = "2002/07/19/big/img_1"
+    (tmp_path / "pics" / name).parent.mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "pics" / f"{name}.jpg"), np.zeros((40, 60, 3), np.uint8))
+    (tmp_path / "folds").mkdir()
+    (tmp_path / "folds" / "FDDB-fold-04.txt").write_text(name + "\n")
+    result = run_cli(
+        "--detector", "haar", "--fddb-folds", str(tmp_path / "folds"), "--folds", "4",
+        "--images", str(tmp_path / "pics"), "--format", "fddb-ellipse", "--out",
+        str(tmp_path / "o"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    got = fddb.read_detections(tmp_path / "o" / "fold-04-out.txt")
+    assert [n for n, _ in got] == [name]
+    assert json.loads((tmp_path / "o" / "protocol.json").read_text())["source"]["folds"] == [4]
+
+
+def test_detect_list_and_real_wider_images(shared_data, tmp_path):
+    listing = run_cli("--list")
+    assert listing.exit_code == 0 and "retinaface-mnet" in listing.output
+    images = shared_data / "widerface_val_416" / "WIDER_val" / "images"
+    split = shared_data / "widerface_val_416" / "wider_face_split" / "wider_face_val_bbx_gt.txt"
+    items = detection.wider_images(images, split)
+    assert len(items) == 200
+    result = run_cli(
+        "--detector", "haar", "--images", str(images), "--split", str(split),
+        "--limit", "3", "--out", str(tmp_path / "p"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for item in items[:3]:
+        rows = wider.read_prediction_file(tmp_path / "p" / f"{item.key}.txt")
+        assert rows.shape[1] == 5 and (rows[:, 2:4] >= 24).all()  # the cascade's 24 px window
