@@ -1,0 +1,144 @@
+"""``facebench train``: train a detector design on WIDER FACE or the synthetic data set.
+
+One process: ``facebench train --data DIR --out RUN``. Several GPUs (one node):
+``torchrun --nproc_per_node 8 -m cli.app train --data DIR --out RUN``. Several nodes: the same
+on every node with ``--nnodes N --node_rank R --rdzv_backend c10d --rdzv_endpoint HOST:PORT``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import click
+
+from cli.app import main
+from cli.console import ProgressCallback, interactive, log, warn
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise click.BadParameter("expected at least one number")
+    return values
+
+
+def _overrides(items: tuple[str, ...]) -> dict:
+    """``key=value`` pairs for build_detector; values parsed as JSON where they can be."""
+    import json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+class _TrainProgress:
+    """A rich bar on a terminal; otherwise a plain line about every tenth of the run."""
+
+    def __init__(self) -> None:
+        self.bar = ProgressCallback("training") if interactive() else None
+        self.last_decile = -1
+
+    def __call__(self, done: int, total: int, record: dict) -> None:
+        if self.bar is not None:
+            self.bar(done, total)
+            return
+        decile = (10 * done) // max(total, 1)
+        if decile != self.last_decile and record:
+            self.last_decile = decile
+            log(
+                f"iteration {done}/{total}: loss {record.get('loss', float('nan')):.4f}, "
+                f"lr {record.get('lr', 0):.5f}, {record.get('images_per_s', 0):.1f} images/s"
+            )
+
+
+@main.command("train")
+@click.option("--data", "data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="WIDER FACE root (WIDER_train/, wider_face_split/) or a synthetic data folder.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Run folder: checkpoints, metrics.jsonl, config.json.")
+@click.option("--design", default="fpn-finest-sampling", show_default=True,
+              help="Detector design (see detector.designs).")
+@click.option("--backbone", default="resnet50", show_default=True,
+              type=click.Choice(["resnet50", "resnet18", "tiny"]))
+@click.option("--backbone-weights", type=click.Path(dir_okay=False),
+              help="torchvision ResNet state dict to start from (nothing is downloaded).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Design/model override passed to build_detector (repeatable).")
+@click.option("--split", default="train", show_default=True, help="WIDER split to train on.")
+@click.option("--epochs", type=int, help="Schedule length in epochs (paper: 100).")
+@click.option("--iterations", type=int, help="Schedule length in iterations (instead of epochs).")
+@click.option("--batch-size", default=1, show_default=True,
+              help="Images per process per iteration (paper: 1 per GPU, 8 GPUs).")
+@click.option("--micro-batch", default=1, show_default=True,
+              help="Images per forward pass; gradients are averaged over the batch.")
+@click.option("--base-lr", default=0.01, show_default=True,
+              help="Learning rate for a total batch of 8, scaled linearly with the total batch.")
+@click.option("--lr", type=float, help="Absolute learning rate (overrides --base-lr scaling).")
+@click.option("--warmup-iters", type=int, help="Linear warm-up length (default min(500, 5%)).")
+@click.option("--momentum", default=0.9, show_default=True)
+@click.option("--weight-decay", default=5e-5, show_default=True)
+@click.option("--clip-grad-norm", type=float, help="Clip the gradient norm (off by default).")
+@click.option("--max-side", default=1200, show_default=True,
+              help="Random crop so that no training image side exceeds this.")
+@click.option("--scales", "scale_choices", default="0.25,0.5,0.75,1,1.25,1.5,1.75,2",
+              show_default=True, help="Scale-jitter factors (comma separated).")
+@click.option("--no-flip", is_flag=True, help="Disable the random horizontal flip.")
+@click.option("--workers", default=2, show_default=True, help="Data-loading processes.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--amp", is_flag=True, help="Mixed precision on CUDA (losses stay float32).")
+@click.option("--sync-bn", is_flag=True, help="SyncBatchNorm across GPUs (distributed CUDA).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--checkpoint-every", default=1000, show_default=True, help="Iterations.")
+@click.option("--keep-checkpoints", default=2, show_default=True,
+              help="Numbered checkpoints kept (0 keeps all).")
+@click.option("--log-every", default=20, show_default=True, help="Iterations per metrics line.")
+@click.option("--resume", is_flag=True, help="Continue from the newest complete checkpoint.")
+@click.option("--tensorboard", is_flag=True, help="Also write TensorBoard events (if installed).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="Write the run summary as JSON ('-' for stdout).")
+def train_command(**opts) -> None:
+    """Train a Group Sampling face detector (paper section 5 recipe).
+
+    SGD (momentum 0.9, weight decay 5e-5), lr 0.01 per 8 images scaled with the total batch,
+    warm-up, x0.1 at 60% and 80% of the schedule; scale jitter 0.25..2, random crop to
+    --max-side, horizontal flip. Runs unchanged under torchrun (DDP).
+    """
+    from detector.train import TrainConfig, train
+    from facebench.atomic import write_json
+
+    if opts["epochs"] is None and opts["iterations"] is None:
+        opts["epochs"] = 100  # the paper's schedule
+    cfg = TrainConfig(
+        data=opts["data"], out=opts["out"], design=opts["design"], backbone=opts["backbone"],
+        backbone_weights=opts["backbone_weights"], overrides=_overrides(opts["overrides"]),
+        split=opts["split"], epochs=opts["epochs"], iterations=opts["iterations"],
+        batch_size=opts["batch_size"], micro_batch=opts["micro_batch"],
+        base_lr=opts["base_lr"], lr=opts["lr"], momentum=opts["momentum"],
+        weight_decay=opts["weight_decay"], warmup_iters=opts["warmup_iters"],
+        clip_grad_norm=opts["clip_grad_norm"], max_side=opts["max_side"],
+        scale_choices=_floats(opts["scale_choices"]), flip=not opts["no_flip"],
+        workers=opts["workers"], seed=opts["seed"], amp=opts["amp"], sync_bn=opts["sync_bn"],
+        device=opts["device"], checkpoint_every=opts["checkpoint_every"],
+        keep_checkpoints=opts["keep_checkpoints"], log_every=opts["log_every"],
+        resume=opts["resume"], tensorboard=opts["tensorboard"],
+    )
+    result = train(cfg, progress=_TrainProgress(), warn=warn)
+    if result.images == 0:
+        log(f"nothing to do: {cfg.out} already finished {result.iterations} iterations")
+    else:
+        log(
+            f"trained {result.iterations} iterations in {result.seconds:.1f}s "
+            f"({result.images_per_s:.2f} images/s); final checkpoint {result.final_checkpoint}"
+        )
+    if opts["json_path"]:
+        write_json(opts["json_path"], {**asdict(result), "config": cfg.plain()})
