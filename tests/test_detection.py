@@ -269,3 +269,92 @@ def test_detect_list_and_real_wider_images(shared_data, tmp_path):
     for item in items[:3]:
         rows = wider.read_prediction_file(tmp_path / "p" / f"{item.key}.txt")
         assert rows.shape[1] == 5 and (rows[:, 2:4] >= 24).all()  # the cascade's 24 px window
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def test_gt_from_boxes_and_perfect_predictions_score_one(tmp_path):
+    from cli.bench import LABELLED, BenchSet, evaluate_folder, gt_from_boxes
+
+    keys = [("ev", "a"), ("ev", "b"), ("other", "c")]
+    boxes = [
+        np.array([[10, 10, 30, 40], [50, 5, 60, 20]]),
+        np.zeros((0, 4)),
+        np.array([[0, 0, 8.4, 9.6]]),
+    ]
+    ignore = [np.array([False, True]), np.zeros(0, bool), np.array([False])]
+    gt = gt_from_boxes(keys, boxes, ignore)
+    assert gt.events == ["ev", "other"] and gt.files == [["a", "b"], ["c"]]
+    assert gt.boxes[0][0].tolist() == [[10, 10, 20, 30], [50, 5, 10, 15]]
+    assert gt.boxes[1][0].tolist() == [[0, 0, 8, 10]]  # rounded like the official int32 .mat
+    assert [k.tolist() for k in gt.flat_keep(LABELLED)] == [[1], [], [1]]
+    items = [detection.ImageItem(Path(f"{e}/{s}.jpg"), f"{e}/{s}") for e, s in keys]
+    bench_set = BenchSet("t", items, gt, (LABELLED,))
+    for folder, shift, ap in (("p", 0, 1.0), ("moved", 100, 0.0)):
+        writer = detection.WiderWriter(tmp_path / folder)
+        # Distinct scores: the official normalisation turns all-equal scores into NaN.
+        for n, (item, b) in enumerate(zip(items, gt.flat_boxes(), strict=True)):
+            x1y1 = b[:, :2] + shift
+            rows = np.column_stack(
+                [x1y1, x1y1 + b[:, 2:], np.full(len(b), 0.9 - 0.1 * n), -np.ones(len(b))]
+            )
+            writer.write(item, rows.astype(np.float32))
+        evaluation = evaluate_folder(bench_set, tmp_path / folder, "official")
+        assert evaluation.curves[LABELLED].faces == 2  # the ignored face is not counted
+        assert evaluation.ap[LABELLED] == pytest.approx(ap)
+    with pytest.raises(FacebenchError, match="contiguous"):
+        gt_from_boxes([("a", "x"), ("b", "y"), ("a", "z")], [np.zeros((0, 4))] * 3, [[]] * 3)
+
+
+def test_leaderboard_markdown_hand_made():
+    from cli.bench import leaderboard_markdown
+
+    row = {
+        "set": "s", "detector": "d", "images": 2, "ap": {"easy": 0.5, "all": 0.25},
+        "image_size_median": [416.0, 416.0], "latency_ms_median": 12.34, "peak_rss_mib": 99.6,
+        "score_threshold": 0.01,
+    }  # fmt: skip
+    text = leaderboard_markdown([row, {**row, "detector": "e", "ap": {"easy": 0.9, "all": 0.5}}], 1)
+    lines = text.splitlines()
+    assert lines[0] == "**s** (2 images, median size 416x416; CPU, 1 thread(s))"
+    assert (
+        lines[2] == "| detector | Easy | All | ms/image (median) | peak RSS MiB | score threshold |"
+    )
+    assert lines[4] == "| e | 0.900 | 0.500 | 12.3 | 100 | 0.01 |"  # best "all" first
+    assert lines[5] == "| d | 0.500 | 0.250 | 12.3 | 100 | 0.01 |"
+
+
+def test_bench_command_on_dlib_faces(shared_data, tmp_path):
+    from facebench.peers import is_installed
+
+    faces = shared_data / "dlib_faces" / "examples" / "faces"
+    names = "haar,retinaface-mnet" if is_installed("retinaface-mnet") else "haar"
+    result = CliRunner().invoke(
+        main,
+        ["bench", "--dlib", str(faces / "training.xml"), "--dlib", str(faces / "testing.xml"),
+         "--detectors", names, "--out", str(tmp_path / "b"), "--json", str(tmp_path / "r.json")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "r.json").read_text())
+    assert summary == json.loads((tmp_path / "b" / "leaderboard.json").read_text())
+    rows = {r["detector"]: r for r in summary["results"]}
+    assert set(rows) == set(names.split(","))
+    for r in rows.values():
+        assert r["set"] == "dlib" and r["images"] == 9 and r["faces"] == {"labelled": 43}
+        assert r["threads"] == 1 and r["latency_ms_median"] > 0 and r["peak_rss_mib"] > 10
+        assert r["image_size_median"] == [500.0, 375.0]
+    assert rows["haar"]["ap"]["labelled"] > 0.5  # frontal, medium-size faces: easy for Haar
+    if "retinaface-mnet" in rows:
+        assert rows["retinaface-mnet"]["ap"]["labelled"] > 0.9
+    assert (tmp_path / "b" / "pr_dlib.png").stat().st_size > 10_000
+    assert "| haar |" in (tmp_path / "b" / "leaderboard.md").read_text()
+
+
+def test_bench_command_errors(tmp_path):
+    result = CliRunner().invoke(main, ["bench", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "no data" in result.output
+    result = CliRunner().invoke(
+        main, ["bench", "--voc", str(tmp_path), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2 and "--voc-images" in result.output
