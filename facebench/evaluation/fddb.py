@@ -45,7 +45,7 @@ from facebench.evaluation.fddb_matching import (
     match_events,
     roc_rows,
 )
-from facebench.evaluation.fddb_regions import pixel_overlaps
+from facebench.evaluation.fddb_regions import pixel_overlaps_many
 from facebench.formats.fddb import (
     DetectionFile,
     FddbImage,
@@ -328,7 +328,7 @@ def evaluate_fddb(
     off_d = np.r_[0, np.cumsum(counts_d)]
     scores = np.concatenate([d[:, -1] for d in aligned.per_image]) if len(images) else np.zeros(0)
     if overlap == "pixel":
-        pa, pd, po = _pixel_pairs(images, sizes, aligned.per_image, kind, off_a, off_d, progress)
+        pa, pd, po = _pixel_pairs(images, sizes, aligned.per_image, kind, progress)
     elif overlap == "geometric":
         from facebench.evaluation.fddb_geometric import geometric_pairs
 
@@ -354,25 +354,21 @@ def _pixel_pairs(
     sizes: Mapping[str, tuple[int, int]],
     per_image: Sequence[np.ndarray],
     kind: str,
-    off_a: np.ndarray,
-    off_d: np.ndarray,
     progress: Progress | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    pa: list[np.ndarray] = []
-    pd: list[np.ndarray] = []
-    po: list[np.ndarray] = []
-    total = len(images)
-    for i, (im, dets) in enumerate(zip(images, per_image, strict=True)):
-        width, height = sizes[im.name]
-        pairs = pixel_overlaps(im.ellipses, dets, kind, width, height)
-        pa.append(pairs.annot + off_a[i])
-        pd.append(pairs.det + off_d[i])
-        po.append(pairs.overlap)
-        if progress is not None and (i % 50 == 49 or i == total - 1):
-            progress(i + 1, total)
-    if not pa:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    return np.concatenate(pa), np.concatenate(pd), np.concatenate(po)
+    width = 5 if kind == "rect" else 6
+    pairs = pixel_overlaps_many(
+        np.concatenate([im.ellipses for im in images]).reshape(-1, 5)
+        if images
+        else np.zeros((0, 5)),
+        np.array([len(im.ellipses) for im in images], dtype=np.int64),
+        np.concatenate(per_image).reshape(-1, width) if images else np.zeros((0, width)),
+        np.array([len(d) for d in per_image], dtype=np.int64),
+        kind,
+        np.array([sizes[im.name] for im in images], dtype=np.int64).reshape(-1, 2),
+        progress,
+    )
+    return pairs.annot, pairs.det, pairs.overlap
 
 
 # --------------------------------------------------------------------------- outputs

@@ -66,23 +66,55 @@ def match_events(
     )
     _, labels = connected_components(graph, directed=False)
     comp = labels[a_local]
-    order = np.argsort(comp, kind="stable")
+    # Components with one annotation or one detection have a single-pair optimum: solved
+    # for all of them at once. The rest go through the exact assignment solver.
+    n_comp = int(labels.max()) + 1
+    annots_in = np.bincount(labels[:n_a], minlength=n_comp)
+    dets_in = np.bincount(labels[n_a:], minlength=n_comp)
+    simple = ((annots_in == 1) | (dets_in == 1))[comp]
+    parts = [_simple_steps(comp[simple], overlap[simple], scores[det[simple]])]
+
+    hard = np.flatnonzero(~simple)
+    order = hard[np.argsort(comp[hard], kind="stable")]
     comp_sorted = comp[order]
     bounds = np.flatnonzero(np.diff(comp_sorted)) + 1
-    starts = np.r_[0, bounds]
-    ends = np.r_[bounds, len(comp_sorted)]
-
-    out_s: list[np.ndarray] = []
-    out_d: list[np.ndarray] = []
-    out_c: list[np.ndarray] = []
-    pair_a, pair_d, pair_o = a_local[order], d_local[order], overlap[order]
     det_scores = scores[d_ids]
-    for lo, hi in zip(starts, ends, strict=True):
-        s, disc, cont = _component_steps(pair_a[lo:hi], pair_d[lo:hi], pair_o[lo:hi], det_scores)
-        out_s.append(s)
-        out_d.append(disc)
-        out_c.append(cont)
-    return MatchEvents(np.concatenate(out_s), np.concatenate(out_d), np.concatenate(out_c))
+    for sel in np.split(order, bounds) if len(order) else []:
+        parts.append(_component_steps(a_local[sel], d_local[sel], overlap[sel], det_scores))
+    return MatchEvents(
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
+    )
+
+
+def _simple_steps(
+    comp: np.ndarray, overlap: np.ndarray, score: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps of components whose best assignment is one pair: the best overlap admitted.
+
+    Pairs are sorted by component, then score descending; a segmented running maximum
+    gives each component's best overlap at each of its distinct scores.
+    """
+    if len(comp) == 0:
+        return np.zeros(0), np.zeros(0, np.int64), np.zeros(0)
+    order = np.lexsort((-score, comp))
+    comp, overlap, score = comp[order], overlap[order], score[order]
+    # Overlaps lie in (0, 1]: lifting segment k by 2k makes one running maximum restart
+    # at every component.
+    segment = np.r_[0, np.cumsum(comp[1:] != comp[:-1])]
+    lifted = overlap + 2.0 * segment
+    running = np.maximum.accumulate(lifted)
+    # Read the exact overlap at the running argmax (lifting rounds in the last bits).
+    at = np.maximum.accumulate(np.where(lifted == running, np.arange(len(lifted)), 0))
+    best = overlap[at]
+    last = np.r_[(comp[1:] != comp[:-1]) | (score[1:] != score[:-1]), True]
+    value, seg, thr = best[last], segment[last], score[last]
+    first_of_comp = np.r_[True, seg[1:] != seg[:-1]]
+    previous = np.where(first_of_comp, 0.0, np.r_[0.0, value[:-1]])
+    disc = (value > DISCRETE_THRESHOLD).astype(np.int64)
+    prev_disc = (previous > DISCRETE_THRESHOLD).astype(np.int64)
+    return thr, disc - prev_disc, value - previous
 
 
 def _component_steps(
@@ -101,25 +133,18 @@ def _component_steps(
     group_end = np.r_[np.flatnonzero(np.diff(sorted_sc) != 0), len(sorted_sc) - 1]
     thresholds = sorted_sc[group_end]  # decreasing
 
-    if len(a_u) == 1 or len(d_u) == 1:
-        # One annotation: the best overlap admitted so far. One detection: one threshold,
-        # its best annotation. Either way the max-sum assignment is a single pair.
-        best = np.zeros(len(d_u))
-        np.maximum.at(best, rank[d_inv], po)
-        cont = np.maximum.accumulate(best)[group_end]
-        disc = (cont > DISCRETE_THRESHOLD).astype(np.int64)
-    else:
-        matrix = np.zeros((len(a_u), len(d_u)))
-        matrix[a_inv, rank[d_inv]] = po
-        disc = np.zeros(len(group_end), dtype=np.int64)
-        cont = np.zeros(len(group_end))
-        for g, end in enumerate(group_end):
-            sub = matrix[:, : end + 1]
-            rows, cols = linear_sum_assignment(sub, maximize=True)
-            matched = sub[rows, cols]
-            matched = matched[matched > 0]
-            disc[g] = int(np.count_nonzero(matched > DISCRETE_THRESHOLD))
-            cont[g] = float(matched.sum())
+    matrix = np.zeros((len(a_u), len(d_u)))
+    matrix[a_inv, rank[d_inv]] = po
+    disc = np.zeros(len(group_end), dtype=np.int64)
+    cont = np.zeros(len(group_end))
+    # One exact solve per threshold that admits new detections of this component.
+    for g, end in enumerate(group_end):
+        sub = matrix[:, : end + 1]
+        rows, cols = linear_sum_assignment(sub, maximize=True)
+        matched = sub[rows, cols]
+        matched = matched[matched > 0]
+        disc[g] = int(np.count_nonzero(matched > DISCRETE_THRESHOLD))
+        cont[g] = float(matched.sum())
     # Values hold at thresholds decreasing; changes relative to the next higher threshold.
     d_disc = np.diff(disc, prepend=0)
     d_cont = np.diff(cont, prepend=0.0)

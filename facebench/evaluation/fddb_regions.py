@@ -23,6 +23,7 @@ full-image masks).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,12 @@ class RasterEllipses:
 
     def __len__(self) -> int:
         return len(self.cx)
+
+    def __getitem__(self, index: slice) -> RasterEllipses:
+        return RasterEllipses(
+            self.cx[index], self.cy[index], self.a[index], self.b[index],
+            self.degrees[index], self.window[index],
+        )  # fmt: skip
 
 
 def raster_ellipses(ellipses: np.ndarray) -> RasterEllipses:
@@ -100,8 +107,11 @@ def raster_rects(rects: np.ndarray) -> np.ndarray:
     return np.stack([x0, y0, x1, y1], axis=1)
 
 
-def clip_windows(windows: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Clip inclusive windows (K, 4) to the image; empty ones get x1 < x0 or y1 < y0."""
+def clip_windows(windows: np.ndarray, width, height) -> np.ndarray:
+    """Clip inclusive windows (K, 4) to the image; empty ones get x1 < x0 or y1 < y0.
+
+    ``width``/``height``: scalars, or (K,) arrays (one image size per window).
+    """
     out = windows.copy()
     np.maximum(out[:, 0], 0, out=out[:, 0])
     np.maximum(out[:, 1], 0, out=out[:, 1])
@@ -110,19 +120,22 @@ def clip_windows(windows: np.ndarray, width: int, height: int) -> np.ndarray:
     return out
 
 
-def _empty(window: np.ndarray) -> bool:
-    return bool(window[2] < window[0] or window[3] < window[1])
+def ellipse_masks(
+    ell: RasterEllipses, clipped: np.ndarray, which: Iterable[int] | None = None
+) -> list[np.ndarray | None]:
+    """Draw ellipses on their clipped windows: uint8 masks of shape (y1-y0+1, x1-x0+1).
 
-
-def ellipse_masks(ell: RasterEllipses, clipped: np.ndarray) -> list[np.ndarray | None]:
-    """Draw each ellipse on its clipped window: uint8 masks of shape (y1-y0+1, x1-x0+1).
-
-    ``None`` for an ellipse whose window lies outside the image.
+    ``None`` for an ellipse whose window lies outside the image, or that is not in
+    ``which`` (default: all are drawn).
     """
     import cv2
 
+    wanted = range(len(ell)) if which is None else set(int(k) for k in which)
     masks: list[np.ndarray | None] = []
     for k in range(len(ell)):
+        if k not in wanted:
+            masks.append(None)
+            continue
         x0, y0, x1, y1 = (int(v) for v in clipped[k])
         if x1 < x0 or y1 < y0:
             masks.append(None)
@@ -174,11 +187,102 @@ def full_mask(region: np.ndarray, kind: str, width: int, height: int) -> np.ndar
 
 @dataclass(frozen=True)
 class PairOverlaps:
-    """Sparse overlaps of one image: annotation index, detection index, overlap in (0, 1]."""
+    """Sparse overlaps: annotation index, detection index, overlap in (0, 1], each (P,)."""
 
     annot: np.ndarray
     det: np.ndarray
     overlap: np.ndarray
+
+
+def _empty_pairs() -> PairOverlaps:
+    return PairOverlaps(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+
+
+@dataclass(frozen=True)
+class _Rastered:
+    """Regions of many images rounded once, with windows clipped to their own image."""
+
+    ellipses: RasterEllipses | None  # None for rectangles
+    windows: np.ndarray  # (K, 4) clipped, inclusive
+
+
+def _raster_all(
+    regions: np.ndarray, kind: str, widths: np.ndarray, heights: np.ndarray
+) -> _Rastered:
+    if kind == "ellipse":
+        ell = raster_ellipses(regions)
+        return _Rastered(ell, clip_windows(ell.window, widths, heights))
+    if kind == "rect":
+        return _Rastered(None, clip_windows(raster_rects(regions), widths, heights))
+    raise ValueError(f"unknown detection kind {kind!r}")
+
+
+def pixel_overlaps(
+    annotations: np.ndarray,
+    detections: np.ndarray,
+    kind: str,
+    width: int,
+    height: int,
+) -> PairOverlaps:
+    """Official pixel overlaps ``|A and D| / |A or D|`` of all touching pairs of one image.
+
+    ``annotations``: (N, 5) ellipses; ``detections``: (K, 4+) rectangles ``x y w h`` for
+    ``kind="rect"`` or (K, 5+) ellipses for ``kind="ellipse"``. Returns only the pairs
+    with a positive overlap (indices local to this image).
+    """
+    if len(annotations) == 0 or len(detections) == 0:
+        return _empty_pairs()
+    ann = _raster_all(annotations, "ellipse", width, height)
+    det = _raster_all(detections, kind, width, height)
+    return _image_overlaps(ann.ellipses, ann.windows, det.ellipses, det.windows)  # type: ignore[arg-type]
+
+
+def pixel_overlaps_many(
+    annotations: np.ndarray,
+    annot_counts: np.ndarray,
+    detections: np.ndarray,
+    det_counts: np.ndarray,
+    kind: str,
+    sizes: np.ndarray,
+    progress: Callable[[int, int], None] | None = None,
+) -> PairOverlaps:
+    """Pixel overlaps of every image of a data set, with global indices.
+
+    ``annotations`` (sum(annot_counts), 5) and ``detections`` (sum(det_counts), 5 | 6)
+    hold the regions of all images in image order; ``sizes`` (n_images, 2) their
+    ``width, height``. Rounding and clipping are vectorised over the whole set; only
+    mask drawing and counting run per image, and only for regions with a candidate pair.
+    """
+    n_img = len(annot_counts)
+    off_a = np.r_[0, np.cumsum(annot_counts)]
+    off_d = np.r_[0, np.cumsum(det_counts)]
+    img_a = np.repeat(np.arange(n_img), annot_counts)
+    img_d = np.repeat(np.arange(n_img), det_counts)
+    sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
+    ann = _raster_all(annotations.reshape(-1, 5), "ellipse", sizes[img_a, 0], sizes[img_a, 1])
+    width = 5 if kind == "rect" else 6
+    det = _raster_all(detections.reshape(-1, width), kind, sizes[img_d, 0], sizes[img_d, 1])
+    pa: list[np.ndarray] = []
+    pd: list[np.ndarray] = []
+    po: list[np.ndarray] = []
+    step = max(1, n_img // 50)
+    for i in range(n_img):
+        a0, a1, d0, d1 = off_a[i], off_a[i + 1], off_d[i], off_d[i + 1]
+        if a1 > a0 and d1 > d0:
+            pairs = _image_overlaps(
+                ann.ellipses[a0:a1],  # type: ignore[index]
+                ann.windows[a0:a1],
+                det.ellipses[d0:d1] if det.ellipses is not None else None,
+                det.windows[d0:d1],
+            )
+            pa.append(pairs.annot + a0)
+            pd.append(pairs.det + d0)
+            po.append(pairs.overlap)
+        if progress is not None and (i % step == step - 1 or i == n_img - 1):
+            progress(i + 1, n_img)
+    if not pa:
+        return _empty_pairs()
+    return PairOverlaps(np.concatenate(pa), np.concatenate(pd), np.concatenate(po))
 
 
 def _candidate_pairs(win_a: np.ndarray, win_d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -193,52 +297,38 @@ def _candidate_pairs(win_a: np.ndarray, win_d: np.ndarray) -> tuple[np.ndarray, 
     return ai, di
 
 
-def pixel_overlaps(
-    annotations: np.ndarray,
-    detections: np.ndarray,
-    kind: str,
-    width: int,
-    height: int,
+def _nonempty(windows: np.ndarray) -> np.ndarray:
+    return (windows[:, 2] >= windows[:, 0]) & (windows[:, 3] >= windows[:, 1])
+
+
+def _image_overlaps(
+    ann: RasterEllipses,
+    ann_win: np.ndarray,
+    det: RasterEllipses | None,
+    det_win: np.ndarray,
 ) -> PairOverlaps:
-    """Official pixel overlaps ``|A and D| / |A or D|`` of all touching pairs of one image.
-
-    ``annotations``: (N, 5) ellipses; ``detections``: (K, 4+) rectangles ``x y w h`` for
-    ``kind="rect"`` or (K, 5+) ellipses for ``kind="ellipse"``. Returns only the pairs
-    with a positive overlap.
-    """
-    empty = PairOverlaps(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    if len(annotations) == 0 or len(detections) == 0:
-        return empty
-    ann = raster_ellipses(annotations)
-    ann_win = clip_windows(ann.window, width, height)
-    ann_masks = ellipse_masks(ann, ann_win)
-    ann_area = np.array([0.0 if m is None else float(np.count_nonzero(m)) for m in ann_masks])
-
-    if kind == "rect":
-        det_win = clip_windows(raster_rects(detections), width, height)
-        det_area = rect_areas(det_win, width, height)
-    elif kind == "ellipse":
-        det = raster_ellipses(detections)
-        det_win = clip_windows(det.window, width, height)
-        det_masks = ellipse_masks(det, det_win)
-        det_area = np.array([0.0 if m is None else float(np.count_nonzero(m)) for m in det_masks])
-    else:
-        raise ValueError(f"unknown detection kind {kind!r}")
-
+    """Overlaps of one image's regions (``det`` None: rectangles given by ``det_win``)."""
     ai, di = _candidate_pairs(ann_win, det_win)
-    keep = (ann_area[ai] > 0) & (det_area[di] > 0)
+    keep = _nonempty(ann_win)[ai] & _nonempty(det_win)[di]
     ai, di = ai[keep], di[keep]
     if len(ai) == 0:
-        return empty
-    # Overlap window of each candidate pair, inclusive.
+        return _empty_pairs()
+    ann_masks = ellipse_masks(ann, ann_win, np.unique(ai))
+    ann_area = np.array([0.0 if m is None else float(np.count_nonzero(m)) for m in ann_masks])
     ox0 = np.maximum(ann_win[ai, 0], det_win[di, 0])
     oy0 = np.maximum(ann_win[ai, 1], det_win[di, 1])
     ox1 = np.minimum(ann_win[ai, 2], det_win[di, 2])
     oy1 = np.minimum(ann_win[ai, 3], det_win[di, 3])
-    inter = np.zeros(len(ai), dtype=np.float64)
-    if kind == "rect":
+    if det is None:
+        # Clipped rectangles: their windows are exactly their pixels.
+        det_area = (
+            (det_win[:, 2] - det_win[:, 0] + 1) * (det_win[:, 3] - det_win[:, 1] + 1)
+        ).astype(np.float64)
         inter = _rect_intersections(ann_masks, ann_win, ai, ox0, oy0, ox1, oy1)
     else:
+        det_masks = ellipse_masks(det, det_win, np.unique(di))
+        det_area = np.array([0.0 if m is None else float(np.count_nonzero(m)) for m in det_masks])
+        inter = np.zeros(len(ai), dtype=np.float64)
         for p in range(len(ai)):
             a, d = int(ai[p]), int(di[p])
             ma, md = ann_masks[a], det_masks[d]
@@ -254,6 +344,10 @@ def pixel_overlaps(
     return PairOverlaps(ai[pos], di[pos], overlap[pos])
 
 
+# Above this many rectangles on one annotation, a summed-area table beats slicing.
+_INTEGRAL_MIN_PAIRS = 4
+
+
 def _rect_intersections(
     masks: list[np.ndarray | None],
     windows: np.ndarray,
@@ -263,18 +357,25 @@ def _rect_intersections(
     ox1: np.ndarray,
     oy1: np.ndarray,
 ) -> np.ndarray:
-    """Pixels of annotation masks inside rectangles, via summed-area tables, per pair."""
+    """Pixels of annotation masks inside the pairs' (already clipped) overlap boxes."""
+    import cv2
+
     inter = np.zeros(len(ai), dtype=np.float64)
-    for a in np.unique(ai):
-        mask = masks[int(a)]
+    order = np.argsort(ai, kind="stable")
+    bounds = np.flatnonzero(np.diff(ai[order])) + 1
+    for sel in np.split(order, bounds):
+        a = int(ai[sel[0]])
+        mask = masks[a]
         assert mask is not None
-        sat = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
-        np.cumsum(np.cumsum(mask, axis=0, dtype=np.int64), axis=1, out=sat[1:, 1:])
-        sel = np.flatnonzero(ai == a)
-        # Window-relative, half-open coordinates into the table; empty boxes give 0.
+        # Window-relative, half-open boxes.
         x0 = ox0[sel] - windows[a, 0]
         y0 = oy0[sel] - windows[a, 1]
-        x1 = np.maximum(ox1[sel] - windows[a, 0] + 1, x0)
-        y1 = np.maximum(oy1[sel] - windows[a, 1] + 1, y0)
-        inter[sel] = sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
+        x1 = ox1[sel] - windows[a, 0] + 1
+        y1 = oy1[sel] - windows[a, 1] + 1
+        if len(sel) < _INTEGRAL_MIN_PAIRS:
+            for q in range(len(sel)):
+                inter[sel[q]] = np.count_nonzero(mask[y0[q] : y1[q], x0[q] : x1[q]])
+        else:
+            sat = cv2.integral(mask, sdepth=cv2.CV_32S)
+            inter[sel] = sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
     return inter
