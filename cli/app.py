@@ -62,7 +62,7 @@ def stats_group() -> None:
 
 
 # Modules that define commands; each attaches itself to one of the groups above.
-_COMMAND_MODULES: list[str] = ["cli.detect", "cli.eval_fddb", "cli.bench", "cli.train"]
+_COMMAND_MODULES: list[str] = ["cli.detect", "cli.eval_fddb", "cli.bench", "cli.train", "cli.data_synth"]
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(_name)
