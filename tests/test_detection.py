@@ -358,3 +358,58 @@ def test_bench_command_errors(tmp_path):
         main, ["bench", "--voc", str(tmp_path), "--out", str(tmp_path / "o")]
     )
     assert result.exit_code == 2 and "--voc-images" in result.output
+
+
+# --------------------------------------------------------------------------- our checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """An untrained, seeded tiny detector in the training checkpoint format."""
+    torch = pytest.importorskip("torch")
+    from detector.checkpoint import checkpoint_name, save_checkpoint
+    from detector.model import build_detector
+
+    torch.manual_seed(0)
+    model = build_detector("fpn-finest-sampling", backbone="tiny")
+    path = tmp_path_factory.mktemp("ckpt") / checkpoint_name(1)
+    save_checkpoint(path, {
+        "format": "facebench-checkpoint", "version": 1, "design": "fpn-finest-sampling",
+        "backbone": "tiny", "overrides": {}, "config": {}, "model": model.state_dict(),
+        "iteration": 1, "epoch": 0, "rng": [],
+    })  # fmt: skip
+    return path
+
+
+def test_detect_checkpoint_per_scale_folders(tiny_checkpoint, wider_root, tmp_path):
+    out = tmp_path / "p"
+    result = run_cli(
+        "--checkpoint", str(tiny_checkpoint), "--images", str(wider_root), "--out", str(out),
+        "--per-scale", "--max-side", "64", "--score-thresh", "0.05", "--batch-size", "2",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "protocol.json").read_text())
+    proto = record["detector_protocol"]
+    assert proto["nms_per_scale"] is True and proto["max_side"] == 64
+    assert proto["score_thresh"] == 0.05
+    folders = record["outputs"][1]["folders"]
+    assert list(folders) == ["16", "32", "64", "128"]  # the design's anchor sizes, by scale id
+    total = 0
+    for key in SIZES:
+        main_rows = wider.read_prediction_file(out / f"{key}.txt")
+        parts = [wider.read_prediction_file(Path(f) / f"{key}.txt") for f in folders.values()]
+        # With NMS inside each anchor scale, the main file is exactly the union of the parts.
+        union = np.concatenate(parts)
+        assert len(union) == len(main_rows)
+        order = np.lexsort(main_rows.T[::-1])
+        np.testing.assert_array_equal(union[np.lexsort(union.T[::-1])], main_rows[order])
+        assert (main_rows[:, 4] >= 0.05 - 1e-6).all()
+        total += len(main_rows)
+    assert total == record["run"]["detections"] > 0
+
+
+def test_detect_checkpoint_errors(tmp_path, wider_root):
+    result = run_cli("--checkpoint", str(tmp_path / "none.pt"), "--images", str(wider_root),
+                     "--out", str(tmp_path / "o"))  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "none.pt" in result.output
