@@ -144,7 +144,7 @@ def fddb_images(
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to HxWx3 uint8 RGB (EXIF orientation applied by OpenCV)."""
+    """Decode an image file (any format OpenCV reads) to HxWx3 uint8 RGB."""
     import cv2
 
     data = np.fromfile(str(path), dtype=np.uint8)
