@@ -273,3 +273,19 @@ def test_geometric_ellipse_area_is_exact():
 
     poly = ellipse_polygons(np.array([[30.0, 20.0, 0.3, 0.0, 0.0]]))[0]
     assert shapely.area(poly) == pytest.approx(np.pi * 600, rel=1e-12)
+
+
+def test_max_sum_assignment_equals_scipy_lsa():
+    from facebench.evaluation.fddb_matching import max_sum_assignment
+
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        m, n = rng.integers(1, 8, size=2)
+        w = rng.random((m, n)) * (rng.random((m, n)) < 0.6)
+        if rng.random() < 0.3:
+            w = np.round(w, 1)  # ties
+        r, c = max_sum_assignment(w)
+        r2, c2 = linear_sum_assignment(w, maximize=True)
+        assert len(r) == len(r2) == min(m, n)
+        assert len(set(r.tolist())) == len(r) and len(set(c.tolist())) == len(c)
+        assert w[r, c].sum() == pytest.approx(w[r2, c2].sum(), abs=1e-12)

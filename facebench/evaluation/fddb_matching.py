@@ -13,9 +13,9 @@ the sum of overlaps. Two facts make that cheap without changing the result:
   the global ROC is the reverse cumulative sum of those changes over all thresholds.
 
 Components with one annotation or one detection (most of them) are solved in closed form
-(the best overlap so far); the others call ``scipy.optimize.linear_sum_assignment``
-(exact, where the official Hungarian routine is not always optimal on non-square
-matrices, so results may differ from it by a face or two).
+(the best overlap so far); the others get an exact max-sum assignment
+(:func:`max_sum_assignment`), where the official Hungarian routine is not always optimal
+on non-square matrices, so results may differ from it by a face or two.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse import coo_matrix, csr_matrix
+from scipy.sparse.csgraph import connected_components, min_weight_full_bipartite_matching
 
 #: Discrete score: a matched pair counts as a true positive when its overlap is above this.
 DISCRETE_THRESHOLD = 0.5
@@ -140,8 +139,7 @@ def _component_steps(
     # One exact solve per threshold that admits new detections of this component.
     for g, end in enumerate(group_end):
         sub = matrix[:, : end + 1]
-        rows, cols = linear_sum_assignment(sub, maximize=True)
-        matched = sub[rows, cols]
+        matched = sub[max_sum_assignment(sub)]
         matched = matched[matched > 0]
         disc[g] = int(np.count_nonzero(matched > DISCRETE_THRESHOLD))
         cont[g] = float(matched.sum())
@@ -149,6 +147,23 @@ def _component_steps(
     d_disc = np.diff(disc, prepend=0)
     d_cont = np.diff(cont, prepend=0.0)
     return thresholds, d_disc, d_cont
+
+
+def max_sum_assignment(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact one-to-one assignment maximising the sum of ``weights`` (m, n), values in [0, 1].
+
+    Returns ``(rows, cols)`` of min(m, n) assigned pairs (some may have weight 0), as
+    ``scipy.optimize.linear_sum_assignment(weights, maximize=True)`` would; solved with
+    csgraph's LAPJVsp on costs ``2 - w`` over the complete bipartite graph (every cost is
+    in [1, 2], so no edge is dropped and a full matching of the smaller side exists),
+    which avoids importing scipy.optimize.
+    """
+    if weights.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    transpose = weights.shape[0] > weights.shape[1]
+    w = weights.T if transpose else weights
+    rows, cols = min_weight_full_bipartite_matching(csr_matrix(2.0 - w))
+    return (cols, rows) if transpose else (rows, cols)
 
 
 @dataclass(frozen=True)
