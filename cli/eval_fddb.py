@@ -85,7 +85,7 @@ def _split_name(spec: str) -> tuple[str, Path]:
     type=click.Choice(["pixel", "geometric"]),
     default="pixel",
     show_default=True,
-    help="pixel: the official mask overlap; geometric: exact areas of the true shapes.",
+    help="pixel: the official mask overlap; geometric: areas of the true shapes.",
 )
 @click.option(
     "--at",

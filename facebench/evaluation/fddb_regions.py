@@ -155,14 +155,6 @@ def ellipse_masks(
     return masks
 
 
-def rect_areas(corners: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Pixel counts of inclusive rectangles (K, 4) clipped to the image."""
-    c = clip_windows(corners, width, height)
-    w = np.maximum(c[:, 2] - c[:, 0] + 1, 0)
-    h = np.maximum(c[:, 3] - c[:, 1] + 1, 0)
-    return (w * h).astype(np.float64)
-
-
 def full_mask(region: np.ndarray, kind: str, width: int, height: int) -> np.ndarray:
     """The official mask of one region at full image size (reference and tests; slow path).
 
