@@ -313,16 +313,17 @@ def test_leaderboard_markdown_hand_made():
     row = {
         "set": "s", "detector": "d", "images": 2, "ap": {"easy": 0.5, "all": 0.25},
         "image_size_median": [416.0, 416.0], "latency_ms_median": 12.34, "peak_rss_mib": 99.6,
-        "score_threshold": 0.01,
+        "cpu_ms_median": 11.0, "score_threshold": 0.01,
     }  # fmt: skip
     text = leaderboard_markdown([row, {**row, "detector": "e", "ap": {"easy": 0.9, "all": 0.5}}], 1)
     lines = text.splitlines()
     assert lines[0] == "**s** (2 images, median size 416x416; CPU, 1 thread(s))"
-    assert (
-        lines[2] == "| detector | Easy | All | ms/image (median) | peak RSS MiB | score threshold |"
+    assert lines[2] == (
+        "| detector | Easy | All | ms/image (wall) | CPU ms/image | peak RSS MiB "
+        "| score threshold |"
     )
-    assert lines[4] == "| e | 0.900 | 0.500 | 12.3 | 100 | 0.01 |"  # best "all" first
-    assert lines[5] == "| d | 0.500 | 0.250 | 12.3 | 100 | 0.01 |"
+    assert lines[4] == "| e | 0.900 | 0.500 | 12.3 | 11.0 | 100 | 0.01 |"  # best "all" first
+    assert lines[5] == "| d | 0.500 | 0.250 | 12.3 | 11.0 | 100 | 0.01 |"
 
 
 def test_bench_command_on_dlib_faces(shared_data, tmp_path):
@@ -343,6 +344,7 @@ def test_bench_command_on_dlib_faces(shared_data, tmp_path):
     for r in rows.values():
         assert r["set"] == "dlib" and r["images"] == 9 and r["faces"] == {"labelled": 43}
         assert r["threads"] == 1 and r["latency_ms_median"] > 0 and r["peak_rss_mib"] > 10
+        assert r["cpu_ms_median"] > 0
         assert r["image_size_median"] == [500.0, 375.0]
     assert rows["haar"]["ap"]["labelled"] > 0.5  # frontal, medium-size faces: easy for Haar
     if "retinaface-mnet" in rows:
