@@ -415,3 +415,33 @@ def test_detect_checkpoint_errors(tmp_path, wider_root):
                      "--out", str(tmp_path / "o"))  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "none.pt" in result.output
+
+
+def test_bench_sets_voc_and_limited_wider(shared_data, tmp_path):
+    from cli.bench import LABELLED, voc_set, wider_set
+
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    (tmp_path / "img" / "ev").mkdir(parents=True)
+    for stem, difficult in (("b", "1"), ("a", "0")):
+        cv2.imwrite(str(tmp_path / "img" / "ev" / f"{stem}.jpg"), np.zeros((9, 9, 3), np.uint8))
+        (ann / f"{stem}.xml").write_text(
+            f"<annotation><folder>ev</folder><filename>{stem}.jpg</filename><size><width>9"
+            "</width><height>9</height></size><object><name>face</name><difficult>"
+            f"{difficult}</difficult><bndbox><xmin>1</xmin><ymin>2</ymin><xmax>5</xmax>"
+            "<ymax>8</ymax></bndbox></object></annotation>"
+        )
+    voc = voc_set(ann, tmp_path / "img", None)
+    assert [i.key for i in voc.items] == ["ev/a", "ev/b"] and voc.settings == (LABELLED,)
+    assert voc.gt.boxes[0][0].tolist() == [[1, 2, 4, 6]]
+    assert [k.tolist() for k in voc.gt.flat_keep(LABELLED)] == [[1], []]  # difficult: ignored
+
+    root = shared_data / "widerface_val_416"
+    limited = wider_set(root, 40)
+    assert len(limited.items) == limited.gt.n_images == 40
+    full = wider_set(root, None)
+    assert full.gt.n_images == 200
+    assert [i.key for i in limited.items] == [i.key for i in full.items[:40]]
+    for setting in ("easy", "hard"):
+        got = [k.tolist() for k in limited.gt.flat_keep(setting)]
+        assert got == [k.tolist() for k in full.gt.flat_keep(setting)[:40]]
