@@ -25,6 +25,12 @@ name                            features   stride per scale (px)   training samp
 ``fpn-finest-sampling-frcnn``   + Grouped Fast R-CNN: group-sampled RoIs, (1-IoU)^2 (Table 5)
 ==============================  =========  ======================  =========================
 
+Feature-map ablations of Table 2, each without and with group sampling (``-sampling``):
+``fpn-sampling`` (P2..P5), ``p3``/``p3-sampling`` (P3, stride 8), ``p4``/``p4-sampling``
+(P4, stride 16), ``c3``/``c3-sampling`` (C3, stride 8), ``rpn-sampling`` (C4, stride 16);
+the P2 rows are ``fpn-finest`` and ``fpn-finest-sampling``, the C4 row without sampling is
+``rpn``.
+
 Sample budget. Group sampling draws ``group_size`` (N) anchors per scale per image. The
 random 1:3 baselines draw ``group_size * len(scales)`` anchors per image over all scales,
 so every design sees the same number of training samples per image (the paper varies N
@@ -208,6 +214,32 @@ _ALL = [
         second_stage=True, second_stage_sampler="group", **_FINEST,
     ),
 ]
+
+
+def _feature_ablations() -> list[Design]:
+    # Table 2: a single feature map, all four scales at that map's stride.
+    out = [
+        Design(
+            "fpn-sampling", "FPN (P2..P5) with group sampling (Table 2)",
+            strides=(4, 8, 16, 32), levels=("P2", "P3", "P4", "P5"), sampler="group",
+        ),
+        Design(
+            "rpn-sampling", "RPN (C4, stride 16) with group sampling (Table 2)",
+            strides=(16,) * 4, levels=("C4",) * 4, sampler="group",
+        ),
+    ]
+    for level in ("P3", "P4", "C3"):
+        stride = LEVEL_STRIDES[level]
+        for sampler, suffix, what in (("random", "", "random 1:3"), ("group", "-sampling", "GS")):
+            out.append(Design(
+                level.lower() + suffix,
+                f"All anchors on {level} at stride {stride}, {what} (Table 2)",
+                strides=(stride,) * 4, levels=(level,) * 4, sampler=sampler,
+            ))
+    return out
+
+
+_ALL += _feature_ablations()
 
 #: Every named design, by name.
 DESIGNS: dict[str, Design] = {d.name: d for d in _ALL}
