@@ -47,11 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from facebench.evaluation.wider_match import (
-    match_official_corners,
-    match_python_port,
-    official_corners,
-)
+from facebench.evaluation.wider_match import match_official, match_python_port
 from facebench.formats.wider import WiderEvalGT, WiderPredictions
 
 PROTOCOLS: tuple[str, ...] = ("official", "python-port")
@@ -234,9 +230,8 @@ def _match_all(
     counts = np.diff(offsets)
     image_of = np.repeat(np.arange(n_images), counts)
     official = protocol == "official"
+    match_image = match_official if official else match_python_port
     order = np.arange(len(rows))
-    if official:
-        corners, barea = official_corners(rows[:, :4])
     face_offsets = np.zeros(n_images + 1, dtype=np.int64)
     face_offsets[1:] = np.cumsum([len(b) for b in boxes])
     match = np.full(len(rows), -1, dtype=np.int64)
@@ -244,15 +239,14 @@ def _match_all(
     for i in range(n_images):
         lo, hi = offsets[i], offsets[i + 1]
         if hi > lo:
+            block = rows[lo:hi]
             if official:
                 # Stable: ties keep file order, like MATLAB's sort(..., 'descend').
-                order[lo:hi] = lo + np.argsort(-rows[lo:hi, 4], kind="stable")
+                local_order = np.argsort(-block[:, 4], kind="stable")
+                order[lo:hi] = lo + local_order
+                block = block[local_order]
             if len(boxes[i]):
-                idx = order[lo:hi]
-                if official:
-                    local = match_official_corners(boxes[i], corners[idx], barea[idx])
-                else:
-                    local = match_python_port(boxes[i], rows[idx, :4])
+                local = match_image(boxes[i], block[:, :4])
                 match[lo:hi] = np.where(local >= 0, local + face_offsets[i], -1)
         if progress is not None and (i % step == 0 or i == n_images - 1):
             progress(i + 1, n_images)

@@ -30,13 +30,13 @@ INT32_MAX = 2**31 - 1
 def matlab_int32(values: np.ndarray) -> np.ndarray:
     """MATLAB's ``int32(double)``: round half away from zero, saturate, NaN -> 0 (as int64)."""
     values = np.asarray(values, dtype=np.float64)
-    rounded = np.abs(values)
-    floor = np.floor(rounded)
-    # a - floor(a) is exact in binary floating point, so the half-way test is exact too.
-    rounded = floor + ((rounded - floor) >= 0.5)
-    np.copysign(rounded, values, out=rounded)
-    np.clip(rounded, INT32_MIN, INT32_MAX, out=rounded)
-    rounded[np.isnan(rounded)] = 0
+    rounded = np.rint(values)  # exact, but half to even: fix the exact halves below
+    tie = np.abs(values - rounded) == 0.5
+    if tie.any():
+        rounded[tie] = values[tie] + np.copysign(0.5, values[tie])  # exact for halves
+    if rounded.size and not (np.abs(rounded).max() <= INT32_MAX):  # large, inf or NaN
+        np.clip(rounded, INT32_MIN, INT32_MAX, out=rounded)
+        rounded[np.isnan(rounded)] = 0
     return rounded.astype(np.int64)
 
 
@@ -110,10 +110,18 @@ def match_official_corners(
             continue
         inter = sat(sat(iw[pi, gi]) * sat(ih[pi, gi]))
         union = sat(matlab_int32(aarea[gi] + barea[start + pi]) - inter)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            overlap = matlab_int32(inter / union)
+        overlap = _rounded_ratio(inter, union)
         _first_max_match(overlap, pi, gi, 0.5, match[start:stop])
     return match
+
+
+def _rounded_ratio(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
+    """MATLAB ``int32 ./ int32``: the quotient rounded half away from zero, saturated."""
+    if inter.size and inter.min() >= 0 and union.min() > 0:
+        # Exact integer form of round-half-up for non-negative quotients.
+        return (2 * inter + union) // (2 * union)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return matlab_int32(inter / union)
 
 
 def match_python_port(gt_xywh: np.ndarray, pred_xywh: np.ndarray) -> np.ndarray:
@@ -153,13 +161,19 @@ def _first_max_match(
     ``overlap[k]`` belongs to pair (``pi[k]``, ``gi[k]``), sorted by ``pi`` then ``gi``; pairs
     not listed overlap 0 (< threshold), so they can never be the matched maximum.
     """
-    starts = np.flatnonzero(np.r_[True, pi[1:] != pi[:-1]])
+    new_pred = np.empty(len(pi), dtype=bool)
+    new_pred[0] = True
+    np.not_equal(pi[1:], pi[:-1], out=new_pred[1:])
+    starts = np.flatnonzero(new_pred)
     best = np.maximum.reduceat(overlap, starts)
-    best_of_pair = np.repeat(best, np.diff(np.r_[starts, len(pi)]))
+    best_of_pair = best[np.cumsum(new_pred) - 1]
     hit = (overlap == best_of_pair) & (best_of_pair >= threshold)
     hit_pos = np.flatnonzero(hit)
     if hit_pos.size == 0:
         return
-    first = np.r_[True, pi[hit_pos[1:]] != pi[hit_pos[:-1]]]
+    owner = pi[hit_pos]
+    first = np.empty(len(owner), dtype=bool)
+    first[0] = True
+    np.not_equal(owner[1:], owner[:-1], out=first[1:])
     chosen = hit_pos[first]
     out[pi[chosen]] = gi[chosen]
