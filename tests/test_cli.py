@@ -34,3 +34,24 @@ def test_importing_facebench_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'facebench imported torch'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_atomic_open_gives_umask_mode_and_leaves_no_temp_on_error(tmp_path):
+    import os
+
+    from facebench.atomic import atomic_open
+
+    target = tmp_path / "out.txt"
+    with atomic_open(target) as f:
+        f.write("ok")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (target.stat().st_mode & 0o777) == (0o666 & ~mask)
+    try:
+        with atomic_open(target) as f:
+            f.write("half")
+            raise RuntimeError("killed")
+    except RuntimeError:
+        pass
+    assert target.read_text() == "ok"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
