@@ -226,46 +226,20 @@ def detect_command(
     facebench detect --detector yunet --fddb-folds FDDB-folds --images originalPics \\
         --format fddb-ellipse --out fddb_dets/
     """
-    from facebench import detection, peers
+    from facebench import detection
 
     if list_detectors:
-        rows = [
-            {
-                "name": n,
-                "installed": peers.is_installed(n),
-                "install": s.install,
-                "summary": s.summary,
-            }
-            for n, s in peers.PEERS.items()
-        ]
-        for r in rows:
-            mark = "installed" if r["installed"] else f"missing: {r['install']}"
-            click.echo(f"{r['name']:<16} {r['summary']}  [{mark}]")
-        if json_path:
-            write_json(json_path, {"detectors": rows})
+        _list_detectors(json_path)
         return
     if out is None:
         raise FacebenchError("--out is required")
     if batch_size < 1 or (threads is not None and threads < 1) or (limit is not None and limit < 1):
         raise FacebenchError("--batch-size, --threads and --limit must be >= 1")
-    name = detector_name or (OWN_DETECTOR if checkpoint is not None else None)
-    if name is None:
-        raise FacebenchError("choose a detector: --detector NAME or --checkpoint PATH")
-    own = name == OWN_DETECTOR
-    if own and checkpoint is None:
-        raise FacebenchError("--detector facebench needs --checkpoint PATH")
-    if not own:
-        given = {
-            "--checkpoint": checkpoint,
-            "--device": device,
-            "--scales": scales,
-            "--max-side": max_side,
-            "--max-pixels": max_pixels,
-            "--nms-iou": nms_iou,
-        }
-        used = [k for k, v in given.items() if v is not None] + (["--per-scale"] * per_scale)
-        if used:
-            raise FacebenchError(f"{', '.join(used)} apply to checkpoints (--detector facebench)")
+    checkpoint_options = {
+        "device": device, "scales": _floats(scales, "--scales"), "max_side": max_side,
+        "max_pixels": max_pixels, "nms_iou": nms_iou,
+    }  # fmt: skip
+    name = _detector_name(detector_name, checkpoint, checkpoint_options, per_scale)
 
     items, source = resolve_source(images, split, fddb_folds, folds)
     if limit is not None:
@@ -274,21 +248,78 @@ def detect_command(
     fmt = fmt or ("fddb-rect" if fddb_folds is not None else "wider")
     _check_empty(out, overwrite)
 
-    if own:
+    if name == OWN_DETECTOR:
         det = build_checkpoint_detector(
-            str(checkpoint),
-            threads,
-            device=device,
-            scales=_floats(scales, "--scales"),
-            max_side=max_side,
-            max_pixels=max_pixels,
-            nms_iou=nms_iou,
-            score_thresh=score_thresh,
-            batch_size=batch_size,
-            nms_per_scale=True if per_scale else None,
-        )
+            str(checkpoint), threads, score_thresh=score_thresh, batch_size=batch_size,
+            nms_per_scale=True if per_scale else None, **checkpoint_options,
+        )  # fmt: skip
     else:
         det = build_peer_detector(name, score_thresh, threads)
+    writers = _writers(det, out, fmt, per_scale, overwrite)
+
+    log(f"detect: {det.name} on {len(items)} images -> {out} ({fmt})")
+    progress = ProgressCallback(f"detect {det.name}")
+    try:
+        stats = detection.run_detection(det, items, writers, batch_size, progress)
+    finally:
+        progress.close()
+    options = {"format": fmt, "batch_size": batch_size, "threads": threads,
+               "per_scale": per_scale, "score_thresh": score_thresh}  # fmt: skip
+    outputs = [w.close() for w in writers]
+    record = detection.protocol_record(det, source, outputs, stats, options)
+    detection.write_protocol(out, record)
+    run = record["run"]
+    log(
+        f"detect: {run['images']} images, {run['detections']} detections, "
+        f"{run['seconds']:.1f}s, median {run['latency_ms_median']:.1f} ms/image"
+    )
+    if json_path:
+        write_json(json_path, record)
+
+
+def _list_detectors(json_path: str | None) -> None:
+    """Print every peer detector and whether its package is installed."""
+    from facebench import peers
+
+    rows = [
+        {"name": n, "installed": peers.is_installed(n), "install": s.install,
+         "summary": s.summary}
+        for n, s in peers.PEERS.items()
+    ]  # fmt: skip
+    if json_path != "-":
+        for r in rows:
+            mark = "installed" if r["installed"] else f"missing: {r['install']}"
+            click.echo(f"{r['name']:<16} {r['summary']}  [{mark}]")
+    if json_path:
+        write_json(json_path, {"detectors": rows})
+
+
+def _detector_name(
+    detector_name: str | None,
+    checkpoint: Path | None,
+    checkpoint_options: dict[str, Any],
+    per_scale: bool,
+) -> str:
+    """The detector to run; checkpoint-only options are refused for peers."""
+    name = detector_name or (OWN_DETECTOR if checkpoint is not None else None)
+    if name is None:
+        raise FacebenchError("choose a detector: --detector NAME or --checkpoint PATH")
+    if name == OWN_DETECTOR:
+        if checkpoint is None:
+            raise FacebenchError("--detector facebench needs --checkpoint PATH")
+        return name
+    given = {"--checkpoint": checkpoint, **{
+        "--" + k.replace("_", "-"): v for k, v in checkpoint_options.items()
+    }}  # fmt: skip
+    used = [k for k, v in given.items() if v is not None] + (["--per-scale"] * per_scale)
+    if used:
+        raise FacebenchError(f"{', '.join(used)} apply to checkpoints (--detector facebench)")
+    return name
+
+
+def _writers(det: Any, out: Path, fmt: str, per_scale: bool, overwrite: bool) -> list:
+    """The output writers: the main layout, plus per-anchor-scale WIDER folders."""
+    from facebench import detection
 
     writers: list = []
     if fmt == "wider":
@@ -304,32 +335,4 @@ def detect_command(
             "--per-scale: NMS runs within each anchor scale, so the main output holds the "
             "union of the per-scale outputs"
         )
-
-    log(f"detect: {det.name} on {len(items)} images -> {out} ({fmt})")
-    progress = ProgressCallback(f"detect {det.name}")
-    try:
-        stats = detection.run_detection(det, items, writers, batch_size, progress)
-    finally:
-        progress.close()
-    outputs = [w.close() for w in writers]
-    record = detection.protocol_record(
-        det,
-        source,
-        outputs,
-        stats,
-        options={
-            "format": fmt,
-            "batch_size": batch_size,
-            "threads": threads,
-            "per_scale": per_scale,
-            "score_thresh": score_thresh,
-        },
-    )
-    detection.write_protocol(out, record)
-    run = record["run"]
-    log(
-        f"detect: {run['images']} images, {run['detections']} detections, "
-        f"{run['seconds']:.1f}s, median {run['latency_ms_median']:.1f} ms/image"
-    )
-    if json_path:
-        write_json(json_path, record)
+    return writers
