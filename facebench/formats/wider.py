@@ -375,9 +375,25 @@ def write_prediction_file(
     if len(boxes) != len(scores):
         raise ValueError(f"{len(boxes)} boxes but {len(scores)} scores")
     path = prediction_path(root, event, stem)
-    with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write(format_prediction_text(stem, boxes, scores, digits=digits))
+    _replace_file(path, format_prediction_text(stem, boxes, scores, digits=digits).encode())
     return path
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    """Write via a temp file + ``os.replace``: a killed writer never leaves a partial file.
+
+    Unlike :func:`facebench.atomic.atomic_open` there is no fsync: a detector writes
+    thousands of these small files, and an fsync each costs more than the detection output
+    itself; the rename alone already rules out half-written files.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def format_prediction_text(
