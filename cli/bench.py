@@ -373,19 +373,49 @@ def bench_command(
         --dlib ../shared/data/dlib_faces/examples/faces/training.xml \\
         --dlib ../shared/data/dlib_faces/examples/faces/testing.xml --out bench/
     """
-    from facebench import peers
-
     if threads < 1 or (limit is not None and limit < 1):
         raise FacebenchError("--threads and --limit must be >= 1")
+    sets = _load_sets(wider_roots, dlib_xmls, voc_dir, voc_images, limit)
+    runs = _select_detectors(detectors, checkpoint)
+    results: list[dict[str, Any]] = []
+    for bench_set in sets:
+        results += _run_set(bench_set, runs, out, threads, protocol)
+
+    summary = {"protocol": protocol, "threads": threads, "limit": limit, "results": results}
+    write_json(out / "leaderboard.json", summary)
+    with atomic_open(out / "leaderboard.md", "w", encoding="utf-8") as f:
+        f.write(leaderboard_markdown(results, threads))
+    _print_table(results)
+    log(f"bench: wrote {out / 'leaderboard.md'}, {out / 'leaderboard.json'} and PR plots")
+    if json_path:
+        write_json(json_path, summary)
+
+
+def _load_sets(
+    wider_roots: Sequence[Path],
+    dlib_xmls: Sequence[Path],
+    voc_dir: Path | None,
+    voc_images: Path | None,
+    limit: int | None,
+) -> list[BenchSet]:
     if (voc_dir is None) != (voc_images is None):
         raise FacebenchError("--voc and --voc-images go together")
     sets = [wider_set(r, limit) for r in wider_roots]
     if dlib_xmls:
         sets.append(dlib_set(dlib_xmls, limit))
-    if voc_dir is not None:
-        sets.append(voc_set(voc_dir, voc_images, limit))  # type: ignore[arg-type]
+    if voc_dir is not None and voc_images is not None:
+        sets.append(voc_set(voc_dir, voc_images, limit))
     if not sets:
         raise FacebenchError("no data: give --wider ROOT, --dlib XML or --voc DIR")
+    return sets
+
+
+def _select_detectors(
+    detectors: str | None, checkpoint: Path | None
+) -> list[tuple[str, Path | None]]:
+    """(name, checkpoint) pairs to run: the named peers (default: every installed one)."""
+    from facebench import peers
+
     names = [d.strip() for d in detectors.split(",") if d.strip()] if detectors else None
     if names is None:
         names = peers.installed_peers()
@@ -402,42 +432,43 @@ def bench_command(
         runs.append(("facebench", checkpoint))
     if not runs:
         raise FacebenchError("no detector to run (install a peer or pass --checkpoint)")
+    return runs
 
-    results: list[dict[str, Any]] = []
-    for bench_set in sets:
-        images = _write_image_list(bench_set, out / bench_set.name / "_images")
-        evaluations = {}
-        for name, ckpt in runs:
-            log(f"bench: {name} on {bench_set.name} ({len(bench_set.items)} images)")
-            pred = out / bench_set.name / name
-            record = run_detector_process(name, images, pred, threads, ckpt)
-            evaluation = evaluate_folder(bench_set, pred, protocol)
-            evaluations[name] = evaluation
-            proto = record["detector_protocol"]
-            results.append({
-                "set": bench_set.name,
-                "detector": name,
-                "images": len(bench_set.items),
-                "ap": {s: round(float(v), 4) for s, v in evaluation.ap.items()},
-                "faces": {s: c.faces for s, c in evaluation.curves.items()},
-                "predictions": evaluation.predictions,
-                "latency_ms_median": record["run"]["latency_ms_median"],
-                "cpu_ms_median": record["run"]["cpu_ms_median"],
-                "image_size_median": record["run"]["image_size_median"],
-                "peak_rss_mib": record["run"]["peak_rss_mib"],
-                "threads": threads,
-                "score_threshold": proto.get("score_threshold", proto.get("score_thresh")),
-                "protocol": proto,
-                "predictions_dir": str(pred),
-                "notes": evaluation.notes,
-            })  # fmt: skip
-        plot_pr(bench_set.name, evaluations, out / f"pr_{bench_set.name}.png")
 
-    summary = {"protocol": protocol, "threads": threads, "limit": limit, "results": results}
-    write_json(out / "leaderboard.json", summary)
-    with atomic_open(out / "leaderboard.md", "w", encoding="utf-8") as f:
-        f.write(leaderboard_markdown(results, threads))
-    _print_table(results)
-    log(f"bench: wrote {out / 'leaderboard.md'}, {out / 'leaderboard.json'} and PR plots")
-    if json_path:
-        write_json(json_path, summary)
+def _run_set(
+    bench_set: BenchSet,
+    runs: Sequence[tuple[str, Path | None]],
+    out: Path,
+    threads: int,
+    protocol: str,
+) -> list[dict[str, Any]]:
+    """Run and score every detector on one set; write its PR plot; one result row each."""
+    images = _write_image_list(bench_set, out / bench_set.name / "_images")
+    evaluations = {}
+    results = []
+    for name, ckpt in runs:
+        log(f"bench: {name} on {bench_set.name} ({len(bench_set.items)} images)")
+        pred = out / bench_set.name / name
+        record = run_detector_process(name, images, pred, threads, ckpt)
+        evaluation = evaluate_folder(bench_set, pred, protocol)
+        evaluations[name] = evaluation
+        proto = record["detector_protocol"]
+        results.append({
+            "set": bench_set.name,
+            "detector": name,
+            "images": len(bench_set.items),
+            "ap": {s: round(float(v), 4) for s, v in evaluation.ap.items()},
+            "faces": {s: c.faces for s, c in evaluation.curves.items()},
+            "predictions": evaluation.predictions,
+            "latency_ms_median": record["run"]["latency_ms_median"],
+            "cpu_ms_median": record["run"]["cpu_ms_median"],
+            "image_size_median": record["run"]["image_size_median"],
+            "peak_rss_mib": record["run"]["peak_rss_mib"],
+            "threads": threads,
+            "score_threshold": proto.get("score_threshold", proto.get("score_thresh")),
+            "protocol": proto,
+            "predictions_dir": str(pred),
+            "notes": evaluation.notes,
+        })  # fmt: skip
+    plot_pr(bench_set.name, evaluations, out / f"pr_{bench_set.name}.png")
+    return results
