@@ -210,7 +210,8 @@ class PerScaleWiderWriter:
 
     ``scale_names[i]`` names scale id ``i`` (e.g. ``16`` for the 16 px anchors); without
     names the id itself is used. Every image gets a file in every scale folder (empty
-    when that scale found nothing); scales first seen late are back-filled at close.
+    when that scale found nothing); a scale first seen after some images gets empty files
+    for those images as soon as it appears.
     """
 
     def __init__(self, root: str | Path, scale_names: Sequence[str | int] | None = None) -> None:
