@@ -135,6 +135,8 @@ def _report_problems(name: str, preds) -> None:
         warn(f"{name}: {len(preds.invalid) - _SHOWN} more prediction files ignored as malformed")
     for note in preds.notes[:_SHOWN]:
         warn(f"{name}: {note}")
+    if preds.empty:
+        log(f"{name}: {len(preds.empty)} prediction files hold no boxes (count 0)")
     if preds.extra:
         warn(
             f"{name}: {len(preds.extra)} prediction files are not in the ground truth "

@@ -325,9 +325,11 @@ def test_prediction_folder_reader(tmp_path):
     assert preds.missing == ["1--A/a3.txt"]
     assert [(p.line, p.problem) for p in preds.invalid] == [(3, "not a number: 'oops'")]
     assert preds.extra == ["2--B/stray.txt"]
+    assert preds.empty == []
     with pytest.raises(FormatError, match=r"a2\.txt:3: not a number"):
         read_wider_predictions(tmp_path, gt, strict=True)
     (tmp_path / "1--A" / "a2.txt").write_text("a2\n0\n")
+    assert read_wider_predictions(tmp_path, gt).empty == ["1--A/a2.txt"]
     with pytest.raises(FormatError, match=r"a3\.txt: prediction file missing"):
         read_wider_predictions(tmp_path, gt, strict=True)
     with pytest.raises(FormatError, match="does not exist"):

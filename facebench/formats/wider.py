@@ -328,7 +328,7 @@ class WiderPredictions:
     ``invalid``: files that did not parse (they contribute no predictions, like the official
     tool); ``notes``: files used with a caveat (more box lines than their count: the first
     ``count`` are used, as the official tool does); ``extra``: relative paths of ``.txt`` files
-    the ground truth does not list.
+    the ground truth does not list; ``empty``: relative paths of files with a box count of 0.
     """
 
     root: Path
@@ -338,6 +338,7 @@ class WiderPredictions:
     invalid: list[PredictionProblem] = field(default_factory=list)
     notes: list[PredictionProblem] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    empty: list[str] = field(default_factory=list)
 
     @property
     def n_images(self) -> int:
@@ -586,6 +587,8 @@ def read_wider_predictions(
         if len(rows):
             chunks.append(rows)
             counts[index] = len(rows)
+        elif problem is None:
+            result.empty.append(rel)
         if progress is not None and (index % step == 0 or index == n - 1):
             progress(index + 1, n)
     result.rows = np.concatenate(chunks) if chunks else np.zeros((0, 5))
