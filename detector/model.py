@@ -8,7 +8,12 @@ Training: ``model(images, targets) -> {"loss_cls", "loss_reg"[, "loss_roi_cls",
 :mod:`detector.matching`), training samples are chosen by the design's sampler
 (:mod:`detector.sampling`), and the classification loss is averaged over the sampled anchors
 of the batch (focal loss: summed and divided by the positives), the regression loss over the
-sampled positive anchors. ``model.last_stats`` then holds plain-number counts per anchor scale.
+sampled positive anchors. ``model.last_stats`` then holds plain numbers for logging, summed over
+the batch: per anchor scale (lists, scale order) ``positives``, ``negatives``, ``ignored`` after
+matching and ``sampled_positives``, ``sampled_negatives``; totals ``faces`` (non-ignored),
+``faces_matched`` (faces with at least one positive anchor), ``sampled``,
+``sampled_total_positives``; with the second stage also ``roi_sampled``,
+``roi_sampled_positives``.
 
 Inference: ``model(images) -> [{"boxes", "scores", "scale_ids"}]`` per image. For each anchor
 scale (sub-detector) the anchors with face probability above ``score_thresh`` are kept, at most

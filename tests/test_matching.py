@@ -16,8 +16,11 @@ from detector.boxes import box_iou
 from detector.matching import best_face, match_anchors
 
 
-def _reference(anchors, faces, pos=0.6, neg=0.4):
-    """Section 4.1 with explicit loops (small inputs only), ties to the lowest index."""
+def _reference(anchors, faces, pos=0.6, neg=0.4, ignore=None):
+    """Section 4.1 with explicit loops (small inputs only), ties to the lowest index.
+
+    ``ignore``: faces whose anchors (best face, IoU >= neg) become -1 and that take no
+    anchor in pass 2 (the documented rule for WIDER "invalid" faces)."""
     a = anchors.double().numpy()
     f = faces.double().numpy()
     n, m = len(a), len(f)
@@ -37,17 +40,21 @@ def _reference(anchors, faces, pos=0.6, neg=0.4):
             iou[i, j] = inter / union if union > 0 else 0.0
     best = iou.argmax(axis=1)
     top = iou.max(axis=1)
+    ignore = np.zeros(m, dtype=bool) if ignore is None else np.asarray(ignore)
     for i in range(n):
-        if top[i] >= pos:
+        if top[i] >= neg and ignore[best[i]]:
+            labels[i] = -1
+        elif top[i] >= pos:
             labels[i], matched[i] = 1, best[i]
         elif top[i] >= neg:
             labels[i] = -1
     for j in range(m):
-        if (matched == j).any():
+        if (matched == j).any() or ignore[j]:
             continue
         chosen, chosen_iou = -1, -1.0
         for i in range(n):
-            if matched[i] == -1 and iou[i, j] >= neg and best[i] == j and iou[i, j] > chosen_iou:
+            eligible = matched[i] == -1 and iou[i, j] >= neg and best[i] == j
+            if eligible and iou[i, j] > chosen_iou:
                 chosen, chosen_iou = i, iou[i, j]
         if chosen >= 0:
             labels[chosen], matched[chosen] = 1, j
@@ -120,6 +127,23 @@ def test_matches_reference_and_properties(faces_list, rnd):
     assert torch.equal(perm[matched2[pos]], matched[pos])
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(face_strategy, st.lists(st.booleans(), min_size=8, max_size=8))
+def test_ignored_faces_match_reference(faces_list, flags):
+    faces = _faces(faces_list)
+    ignore = torch.tensor(flags[: len(faces)], dtype=torch.bool)
+    labels, matched = match_anchors(ANCHORS, faces, gt_ignore=ignore)
+    if len(faces) == 0:
+        return
+    ref_labels, ref_matched, iou = _reference(ANCHORS, faces, ignore=ignore.numpy())
+    top = iou.max(axis=1)
+    assume(not (np.isclose(top, 0.6, atol=1e-5) | np.isclose(top, 0.4, atol=1e-5)).any())
+    assume(_no_face_ties(iou, 0.4))
+    assert labels.tolist() == ref_labels.tolist()
+    assert matched.tolist() == ref_matched.tolist()
+    assert not bool(ignore[matched[labels == 1]].any()), "ignored faces never get anchors"
+
+
 def test_hand_checked_pass_two():
     anchors = torch.tensor([[0, 0, 10, 10], [20, 0, 30, 10], [2, 0, 12, 10.0]])
     # face 0 equals anchor 0 (IoU 1); face 1 overlaps anchor 1 with IoU 70/130 -> pass 2
@@ -176,6 +200,7 @@ def test_pruned_best_face_equals_dense():
 
 _CROWD_SCRIPT = """
 import resource, torch
+torch.set_num_threads(1)  # memory is measured, not speed; spare a shared machine
 from detector.anchors import anchors_for
 from detector.matching import match_anchors
 anchors, _ = anchors_for("fpn-finest", 1200, 1200)
