@@ -153,7 +153,6 @@ class _Matched:
     """Setting-independent state: predictions in processing order, matched faces, r-table."""
 
     offsets: np.ndarray  # (n_images + 1,) into the processing-order arrays
-    face_offsets: np.ndarray  # (n_images + 1,) into the flat face arrays
     match: np.ndarray  # (M,) global face index or -1
     first: np.ndarray  # (M,) bool: first prediction matched to its face
     active: np.ndarray  # (M,) bool: the image has ground-truth rows (else skipped)
@@ -261,7 +260,6 @@ def _match_all(
     active = np.repeat(np.array([len(b) > 0 for b in boxes], dtype=bool), counts)
     return _Matched(
         offsets=offsets,
-        face_offsets=face_offsets,
         match=match,
         first=first,
         active=active,
