@@ -11,34 +11,39 @@ the WIDER box height up to roll):
   ========  =====  ==================  ===========================================
   scene     share  event               faces
   ========  =====  ==================  ===========================================
-  street    27%    ``0--Street``       2..30 (log-uniform), h ~ LogNormal(ln 16, 0.75)
+  street    28%    ``0--Street``       2..25 (log-uniform), h ~ LogNormal(ln 26, 0.85)
   park      10%    ``4--Park``         as street, outdoor palette
-  crowd      8%    ``1--Crowd``        rows with perspective: h from U(6, 10) at the top
-                                       row to U(14, 32) at the bottom, thinned at random
-                                       to about N ~ log-uniform(60, 400) faces
+  crowd      7%    ``1--Crowd``        rows with perspective: h from U(6, 10) at the top
+                                       row to U(16, 40) at the bottom, thinned at random
+                                       to about N ~ log-uniform(50, 300) faces
   portrait  20%    ``2--Portrait``     1..3, h log-uniform in [50, cap]
   group     30%    ``3--Group``        3..16 in one to three rows, h = base * U(0.8, 1.25),
-                                       base log-uniform in [14, 90]
+                                       base log-uniform in [24, 150]
   empty      5%    street or park      none (distractors only)
   ========  =====  ==================  ===========================================
 
   All heights are clipped to ``[6, cap]`` with ``cap = min(400, 0.85 * short side)``
   (after scaling). Over many images this is long-tailed like WIDER FACE: most faces are
-  small (crowds and streets), a few are large (portraits); the median is well below the
-  mean. ``facebench data synth`` measures the histogram into ``synth.json``.
-- Head ellipse: ``a = b * U(0.72, 0.86)``; roll ~ N(0, 0.12) rad, 8% tilted heads
-  N(0, 0.45) (clipped to +-0.8); yaw ~ N(0, 0.4) rad clipped to +-1.25.
+  small (crowds and streets), a few are large (portraits); the median (about 14 px) is
+  well below the mean (about 26 px). ``facebench data synth`` measures the histogram into
+  ``synth.json``.
+- Head ellipse: ``a = b * U(0.72, 0.86)``; roll ~ N(0, 0.12) rad, 5% tilted heads
+  N(0, 0.45) (clipped to +-0.8); yaw ~ N(0, 0.3) rad clipped to +-1.25.
 - Blur level (0 clear, 1 normal, 2 heavy) by size: h < 16: 25/35/40%; h < 40: 50/32/18%;
-  else 70/20/10%. Gaussian sigma: level 1 ``U(0.025, 0.05) * h + 0.3``, level 2
+  else 75/17/8%. Gaussian sigma: level 1 ``U(0.025, 0.05) * h + 0.3``, level 2
   ``U(0.07, 0.14) * h + 0.6`` pixels.
-- Occluders: per face with probability 25% (street/park/portrait), 30% (group), 8% (crowd):
-  a bar, hand or blob entering from a random direction, aimed to cover U(0.1, 0.6) of
-  the face; the covered fraction actually reached is measured after drawing.
-- Placement: centres uniform (portrait and group faces in the upper/middle band), faces
-  may be cut by the image border; largest first, a face is rejected when more than 15% of
-  its box lies under an earlier (larger) face's head or body, and dropped after 40
-  rejections (crowds overlap by construction instead).
-- Distractors: 1..15 per image (by scene), sizes like the scene's faces.
+- Occluders: per face with probability 30% (street/park/group), 15% (portrait), 12% (crowd),
+  halved for faces with ``h >= 50``: a bar, hand or blob entering from a random direction,
+  aimed to cover U(0.1, 0.6) of the face; the covered fraction actually reached is
+  measured after drawing.
+- Placement: centres uniform (portrait and group faces in the upper/middle band); 15% of
+  faces may be cut by the image border (up to 40% outside), the others lie inside. Largest
+  first, a face is rejected when more than 15% of its box lies under an earlier (larger,
+  so later drawn) face's head or body, and dropped after 40 rejections. Crowds are rows
+  drawn from the back, so nearer rows overlap the chins of farther ones.
+- Distractors (face-like objects that are not faces, see
+  :func:`facebench.synth.render.render_distractor`): 1..15 per image by scene, sizes
+  log-normal around 18 px (40 px in portraits).
 """
 
 from __future__ import annotations
@@ -205,10 +210,11 @@ def _place(rng, heights, width, height, band) -> tuple[np.ndarray, np.ndarray]:
     n_try = 40
     for h in heights[order]:
         w = 0.8 * h
-        # Centres may leave up to 40% of the face outside the image (cut by the border).
-        cx = rng.uniform(0.1 * w, width - 0.1 * w, n_try)
-        lo = max(band[0] * height, 0.1 * h)
-        hi = max(min(band[1] * height, height - 0.1 * h), lo + 1)
+        # 15% of faces may be cut by the border (up to 40% outside); the rest stay inside.
+        inside = 0.1 if rng.random() < 0.15 else 0.5
+        cx = rng.uniform(inside * w, max(width - inside * w, inside * w + 1), n_try)
+        lo = max(band[0] * height, inside * h)
+        hi = max(min(band[1] * height, height - inside * h), lo + 1)
         cy = rng.uniform(lo, hi, n_try)
         cand = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
         if len(heads):
@@ -293,7 +299,9 @@ def _distractors(kind, rng, width, height, scale, cap) -> list[Distractor]:
 
 def _occluders(kind, rng, faces: Faces) -> list[Occluder]:
     n = len(faces)
-    chosen = np.flatnonzero(rng.random(n) < OCCLUDER_PROBABILITY[kind])
+    # Large (near) faces are occluded half as often: most portraits are unobstructed.
+    p = OCCLUDER_PROBABILITY[kind] * np.where(2 * faces.b >= 50, 0.5, 1.0)
+    chosen = np.flatnonzero(rng.random(n) < p)
     out = []
     for i in chosen:
         direction = rng.uniform(-np.pi, np.pi)
