@@ -287,3 +287,13 @@ def test_refuses_a_foreign_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
     with pytest.raises(FacebenchError, match="not empty"):
         generate(tmp_path, num_images=11)
+
+
+def test_interrupted_run_leaves_nothing(tmp_path):
+    def stop(done: int, total: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate(tmp_path / "data", num_images=11, progress=stop, workers=1)
+    assert list(tmp_path.iterdir()) == []

@@ -89,7 +89,7 @@ def generate(
         raise FacebenchError(f"max side must be in {MIN_MAX_SIDE}..{MAX_MAX_SIDE}, got {max_side}")
     if seed < 0:
         raise FacebenchError(f"seed must be >= 0, got {seed}")
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # so that the temporary sibling never lands inside it
     _check_target(out)
     val_set = set(_val_indices(seed, num_images, n_val).tolist())
 
