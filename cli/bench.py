@@ -249,7 +249,8 @@ def leaderboard_markdown(results: list[dict[str, Any]], threads: int) -> str:
             aps = " | ".join(f"{r['ap'][s]:.3f}" for s in settings)
             lines.append(
                 f"| {r['detector']} | {aps} | {r['latency_ms_median']:.1f} | "
-                f"{r['cpu_ms_median']:.1f} | {r['peak_rss_mib']:.0f} | {r['score_threshold']} |"
+                f"{r['cpu_ms_median']:.1f} | {r['peak_rss_mib']:.0f} | "
+                f"{'none' if r['score_threshold'] is None else r['score_threshold']} |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -22,8 +22,8 @@ SCORE_RANGE = {
     "retinaface-mnet": (0.01, 1.0),
     "yunet": (0.2, 1.0),
     "mtcnn": (0.01, 1.0),
-    "blazeface": (0.01, 1.0),
-    "blazeface-full": (0.01, 1.0),
+    "blazeface": (0.5, 1.0),
+    "blazeface-full": (0.6, 1.0),
     "haar": (None, None),
 }
 

