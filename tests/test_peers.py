@@ -168,3 +168,19 @@ def test_yunet_threshold_never_below_library_floor():
         pytest.skip("yunet not installed")
     det = create_peer("yunet", score_thresh=0.01)
     assert det.protocol()["score_threshold"] == pytest.approx(0.2)
+
+
+def test_runner_and_non_torch_peers_never_import_torch():
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "import facebench.detection, facebench.formats.voc\n"
+        "from facebench.peers import create_peer, is_installed\n"
+        "for name in ('haar', 'retinaface-mnet', 'yunet'):\n"
+        "    if is_installed(name):\n"
+        "        create_peer(name)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
