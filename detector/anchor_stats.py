@@ -425,7 +425,7 @@ class ImageCounter:
                 n = design.num_scales
                 chosen = torch.bincount(code[mask], minlength=3 * n).view(n, 3).numpy()
                 counts = base.copy()
-                counts[_ROW["sampled_negatives"]] = chosen[:, 0]
+                counts[_ROW["sampled_negatives"]] = chosen[:, 1]
                 counts[_ROW["sampled_positives"]] = chosen[:, 2]
                 per_sampler[how] = counts
             out[design.name] = per_sampler[how].copy()
@@ -436,15 +436,15 @@ def _match_counts(
     design: Design, lab: Labelled, boxes: np.ndarray, real: np.ndarray
 ) -> tuple[Labelled, torch.Tensor, np.ndarray]:
     """Counts that depend on the matching only; also returns each anchor's code
-    ``3 * scale + label + 1``, from which one bincount gives negatives / ignored / positives
-    per scale (reused for the sampled anchors)."""
+    ``3 * scale + label + 1``, from which one bincount gives ignored / negatives / positives
+    (columns 0 / 1 / 2) per scale (reused for the sampled anchors)."""
     n = design.num_scales
     counts = np.zeros((len(COUNT_FIELDS), n), dtype=np.int64)
     code = lab.scale_ids * 3 + (lab.labels + 1)
     every = torch.bincount(code, minlength=3 * n).view(n, 3).numpy()
     counts[_ROW["anchors"]] = every.sum(axis=1)
-    counts[_ROW["negatives"]] = every[:, 0]
-    counts[_ROW["ignored"]] = every[:, 1]
+    counts[_ROW["ignored"]] = every[:, 0]
+    counts[_ROW["negatives"]] = every[:, 1]
     counts[_ROW["positives"]] = every[:, 2]
     bucket = face_buckets(boxes, design.scales)
     hit = np.zeros(len(boxes), dtype=bool)
@@ -614,12 +614,19 @@ def count_anchor_stats(
     done = 0
     if progress is not None:
         progress(0, dataset.total)
-    for n, sums in loader:
-        for name, counts in sums.items():
-            totals[name] += np.asarray(counts, dtype=np.int64)
-        done += int(n)
-        if progress is not None:
-            progress(done, dataset.total)
+    # The per-image tensors are small: intra-op threads cost more in hand-offs (and spin far
+    # worse on a busy machine) than they gain, so the counting runs single-threaded.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for n, sums in loader:
+            for name, counts in sums.items():
+                totals[name] += np.asarray(counts, dtype=np.int64)
+            done += int(n)
+            if progress is not None:
+                progress(done, dataset.total)
+    finally:
+        torch.set_num_threads(threads)
     return AnchorStats(
         designs={d.name: DesignStats(d, totals[d.name]) for d in resolved},
         source=training.describe(),

@@ -1,0 +1,212 @@
+"""``facebench stats anchors``: positive / negative training anchors per scale and design.
+
+The paper's Figure 2 (a)-(e) for any training set: per design, how many anchors of each
+scale are tiled, matched positive or negative, and sampled for training, over the data set
+with the training augmentation; plus faces per scale bucket and the faces no anchor matches.
+The counting lives in :mod:`detector.anchor_stats`; this module parses options and renders
+the table (stderr), JSON, CSV and the PNG figure.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from pathlib import Path
+
+import click
+
+from cli.app import stats_group
+from cli.console import ProgressCallback, console, interactive, log
+from facebench.atomic import atomic_open, write_json
+from facebench.errors import FacebenchError
+
+_DEFAULT_DESIGNS = "rpn,fpn,fpn-finest-stride,fpn-finest,fpn-finest-sampling"
+
+
+@stats_group.command("anchors")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option(
+    "--designs",
+    default=_DEFAULT_DESIGNS,
+    show_default=True,
+    help="Comma-separated design names (see detector.designs).",
+)
+@click.option("--epochs", type=int, default=1, show_default=True, help="Augmented passes.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Augmentation/sampling seed.")
+@click.option(
+    "--max-side", type=int, default=1200, show_default=True, help="Training crop's longest side."
+)
+@click.option("--limit", type=int, default=None, help="Count only the first N images.")
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Worker processes (default: CPU count, at most 4; 0 counts in this process).",
+)
+@click.option(
+    "--split", default="train", show_default=True, help="WIDER split (train or val)."
+)
+@click.option(
+    "--image-sizes",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="CSV name,width,height giving image sizes when the images are absent.",
+)
+@click.option("--json", "json_path", default=None, help="Write the report as JSON ('-': stdout).")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None,
+              help="Write one row per design and scale.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None,
+              help="PNG of the normalised distributions, designs side by side (Figure 2).")
+def stats_anchors(
+    data: Path,
+    designs: str,
+    epochs: int,
+    seed: int,
+    max_side: int,
+    limit: int | None,
+    workers: int | None,
+    split: str,
+    image_sizes: Path | None,
+    json_path: str | None,
+    csv_path: Path | None,
+    plot_path: Path | None,
+) -> None:
+    """Anchors, positives, negatives and training samples per anchor scale, per design.
+
+    DATA: a WIDER FACE layout (images, or sizes from voc_xml/ or a CSV when the images are
+    absent), an FDDB layout (FDDB-folds/ + image_sizes.csv) or a synthetic data folder.
+    """
+    from detector.anchor_stats import count_anchor_stats, open_training_set
+    from detector.augment import TrainAugment
+
+    names = [n.strip() for n in designs.split(",") if n.strip()]
+    if not names:
+        raise FacebenchError("--designs: give at least one design name")
+    if max_side < 1:
+        raise FacebenchError(f"--max-side must be >= 1, got {max_side}")
+    if limit is not None and limit < 1:
+        raise FacebenchError(f"--limit must be >= 1, got {limit}")
+    if plot_path is not None and plot_path.suffix.lower() != ".png":
+        raise FacebenchError(f"--plot {plot_path}: the figure is a PNG; use a .png name")
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1)
+
+    start = time.monotonic()
+    training = open_training_set(data, split=split, image_sizes=image_sizes)
+    count = len(training.images) if limit is None else min(limit, len(training.images))
+    log(
+        f"{training.kind}: {len(training.images)} images, {training.num_faces} faces"
+        f" ({training.num_ignored} ignored); counting {count} x {epochs} epoch(s),"
+        f" {len(names)} design(s), {workers} worker(s)"
+    )
+    progress = ProgressCallback("counting anchors")
+    try:
+        stats = count_anchor_stats(
+            training,
+            names,
+            epochs=epochs,
+            seed=seed,
+            augment=TrainAugment(max_side=max_side),
+            workers=workers,
+            limit=limit,
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    stats.extra["seconds"] = round(time.monotonic() - start, 3)
+
+    # Piped output has no terminal width; give the table room instead of eliding numbers.
+    width = console.width if interactive() else 160
+    for name, design_stats in stats.designs.items():
+        console.print(_table(name, design_stats), width=width)
+    log(f"counted in {stats.extra['seconds']:.1f} s")
+    if json_path is not None:
+        write_json(json_path, stats.to_dict())
+    if csv_path is not None:
+        write_csv(csv_path, stats.rows())
+    if plot_path is not None:
+        plot_distributions(stats, plot_path)
+        log(f"figure: {plot_path}")
+
+
+def _table(name: str, stats):
+    from rich.table import Table
+
+    design = stats.design
+    ceiling = stats.recall_ceiling
+    caption = "recall ceiling: " + ("n/a (no faces)" if ceiling is None else f"{ceiling:.4f}")
+    table = Table(
+        title=f"{name} ({design.sampler} sampling, N={design.group_size})",
+        caption=caption,
+        show_footer=True,
+    )
+    pos_share, neg_share = stats.shares()
+    columns = [
+        ("scale/stride", [f"{s}/{t}" for s, t in zip(design.scales, design.strides, strict=True)]),
+        ("anchors", stats["anchors"]),
+        ("positives", stats["positives"]),
+        ("negatives", stats["negatives"]),
+        ("ignored", stats["ignored"]),
+        ("sampled pos", stats["sampled_positives"]),
+        ("sampled neg", stats["sampled_negatives"]),
+        ("pos share", [f"{v:.4f}" for v in pos_share]),
+        ("neg share", [f"{v:.4f}" for v in neg_share]),
+        ("faces", stats["faces"]),
+        ("unmatched", stats["faces_unmatched"]),
+    ]
+    for header, values in columns:
+        if header == "scale/stride":
+            footer = "total"
+        elif header.endswith("share"):
+            footer = f"{sum(float(v) for v in values):.4f}"
+        else:
+            footer = f"{int(sum(values)):,}"
+        table.add_column(header, footer=footer, justify="right")
+    for k in range(design.num_scales):
+        table.add_row(*[
+            v[k] if isinstance(v[k], str) else f"{int(v[k]):,}" for _, v in columns
+        ])
+    return table
+
+
+def write_csv(path: str | Path, rows: list[dict]) -> None:
+    """One row per (design, scale), header from the first row's keys (atomically)."""
+    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_distributions(stats, path: str | Path) -> None:
+    """The paper's Figure 2: per design (side by side), the sampled positives and negatives
+    of each anchor scale as fractions of all training samples of that design."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    items = list(stats.designs.items())
+    fig, axes = plt.subplots(
+        1, len(items), figsize=(3.2 * len(items), 3.2), sharey=True, squeeze=False
+    )
+    for k, (ax, (name, design_stats)) in enumerate(zip(axes[0], items, strict=True)):
+        pos, neg = design_stats.shares()
+        x = np.arange(design_stats.design.num_scales)
+        ax.bar(x - 0.2, pos, width=0.4, label="positive", color="tab:red")
+        ax.bar(x + 0.2, neg, width=0.4, label="negative", color="tab:blue")
+        ax.set_xticks(x, [str(s) for s in design_stats.design.scales])
+        ax.set_xlabel("anchor scale")
+        ax.set_title(f"({chr(ord('a') + k)}) {name}" if k < 26 else name, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("fraction of training samples")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(
+        f"{stats.source['kind']}: {stats.images_counted} images x {stats.epochs} epoch(s)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
