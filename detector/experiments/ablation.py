@@ -1,0 +1,172 @@
+"""The ablation driver: data, anchor statistics, every (design, seed) run, the report.
+
+:func:`run_ablation` trains every design with the same protocol, data, augmentation and
+seeds, seed-major (all designs for seed 0, then seed 1, ...) so that a run cut short still
+covers every design. Finished runs are reused (keyed by their configuration hash), so the
+same call after a kill continues where it stopped and, once everything is finished, only
+rewrites the report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from detector.experiments.protocol import AblationProtocol, data_fingerprint
+from detector.experiments.runs import DataSet, RunSpec, execute_run, finished_result
+from facebench.errors import FacebenchError
+
+ANCHOR_STATS_FILE = "anchor_stats.json"
+
+
+@dataclass
+class AblationState:
+    """What an ablation call found and did."""
+
+    protocol: AblationProtocol
+    data: DataSet
+    designs: list[str]
+    seeds: list[int]
+    results: list[dict] = field(default_factory=list)
+    reused: int = 0
+    trained: int = 0
+    skipped: int = 0
+    anchor_stats: dict | None = None
+    data_info: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def prepare_data(data: Path | None, out: Path, protocol: AblationProtocol,
+                 log: Callable[[str], None]) -> tuple[DataSet, dict]:
+    """The data set to use: ``data`` (synthetic folder or WIDER root), or the protocol's
+    synthetic set generated into ``out/data`` (reused when its parameters match)."""
+    import json
+
+    from detector.data import resolve_wider_root
+
+    info: dict = {}
+    if data is None:
+        data = out / "data"
+        spec = protocol.synth
+        manifest = data / "synth.json"
+        wanted = {"num_images": spec.images, "seed": spec.seed,
+                  "val_fraction": spec.val_fraction, "max_side": spec.max_side}
+        current = None
+        if manifest.is_file():
+            current = json.loads(manifest.read_text(encoding="utf-8")).get("parameters")
+        if current != wanted:
+            from facebench.synth import generate
+
+            log(f"generating the synthetic data set ({spec.images} images, seed {spec.seed})"
+                f" -> {data}")
+            generate(data, num_images=spec.images, seed=spec.seed,
+                     val_fraction=spec.val_fraction, max_side=spec.max_side)
+        info["generated"] = wanted
+    data = Path(data)
+    if not data.is_dir():
+        raise FacebenchError(f"{data}: data folder not found")
+    root = resolve_wider_root(data)
+    for needed in ("WIDER_val", "wider_face_split", "ground_truth"):
+        if not (root / needed).exists():
+            raise FacebenchError(
+                f"{root}: no {needed}/ (need a WIDER layout with WIDER_train/, WIDER_val/, "
+                "wider_face_split/ and the evaluation ground_truth/, or a synthetic folder)"
+            )
+    manifest = data / "synth.json"
+    if manifest.is_file():
+        synth = json.loads(manifest.read_text(encoding="utf-8"))
+        info["synthetic"] = {
+            "parameters": synth.get("parameters"),
+            "counts": synth.get("counts", {}),
+            "face_height": synth.get("size_distribution", {}).get("measured_box_height"),
+            "height_histogram": synth.get("size_distribution", {}).get("height_histogram"),
+        }
+    info["path"] = str(data.resolve())
+    return DataSet(root=root, data_arg=data, fingerprint=data_fingerprint(root)), info
+
+
+def run_ablation(
+    out: Path,
+    protocol: AblationProtocol,
+    designs: Sequence[str],
+    seeds: Sequence[int],
+    data: Path | None = None,
+    workers: int = 1,
+    train: bool = True,
+    log: Callable[[str], None] = lambda msg: None,
+    train_progress: Callable[[int, int, dict], None] | None = None,
+) -> AblationState:
+    """Run (or reuse) every (design, seed) and count the anchor statistics; ``train=False``
+    only collects finished runs (the report of a run in progress elsewhere)."""
+    from detector.designs import get_design
+
+    start = time.perf_counter()
+    for name in designs:
+        get_design(name, **protocol.design_overrides())  # unknown names fail before any work
+    if not designs or not seeds:
+        raise FacebenchError("need at least one design and one seed")
+    out.mkdir(parents=True, exist_ok=True)
+    dataset, info = prepare_data(data, out, protocol, log)
+    state = AblationState(protocol, dataset, list(designs), list(seeds), data_info=info)
+    runs_root = out / "runs"
+    total = len(designs) * len(seeds)
+    k = 0
+    for seed in seeds:
+        for design in designs:
+            k += 1
+            spec = RunSpec(design, seed, protocol, dataset)
+            record = finished_result(spec, runs_root)
+            if record is not None:
+                state.reused += 1
+            elif train:
+                log(f"[{k}/{total}] {design} seed {seed}: training {protocol.iterations} "
+                    f"iterations ({protocol.backbone})")
+                record = execute_run(spec, runs_root, workers, log, train_progress)
+                if record is None:
+                    state.skipped += 1
+                else:
+                    state.trained += 1
+                    ap = record["ap"]
+                    log(f"[{k}/{total}] {design} seed {seed}: All {ap['all']:.3f} "
+                        f"(train {record['seconds']['train']:.0f}s, "
+                        f"detect {record['seconds']['detect']:.0f}s)")
+            else:
+                state.skipped += 1
+            if record is not None:
+                state.results.append(record)
+    state.anchor_stats = anchor_statistics(out, dataset, protocol, designs, log)
+    state.seconds = time.perf_counter() - start
+    return state
+
+
+def anchor_statistics(out: Path, dataset: DataSet, protocol: AblationProtocol,
+                      designs: Sequence[str], log: Callable[[str], None]) -> dict:
+    """Figure 2 counts for ``designs`` on the training split with the protocol's augmentation
+    and sample budgets (one epoch, seed 0); cached in ``out/anchor_stats.json``."""
+    import hashlib
+    import json
+
+    from detector.anchor_stats import count_anchor_stats, open_training_set
+    from detector.augment import TrainAugment
+    from detector.designs import get_design
+    from facebench.atomic import write_json
+
+    key = hashlib.sha256(json.dumps(
+        {"data": dataset.fingerprint, "train": protocol.train_recipe(), "designs": list(designs)},
+        sort_keys=True,
+    ).encode()).hexdigest()
+    path = out / ANCHOR_STATS_FILE
+    if path.is_file():
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        if cached.get("key") == key:
+            return cached
+    log("counting anchor statistics (Figure 2) on the training split")
+    training = open_training_set(dataset.data_arg, split="train")
+    augment = TrainAugment(protocol.train_max_side, protocol.scale_choices, protocol.flip)
+    resolved = [get_design(d, **protocol.design_overrides()) for d in designs]
+    stats = count_anchor_stats(training, resolved, epochs=1, seed=0, augment=augment)
+    record = {"key": key, **stats.to_dict()}
+    write_json(path, record)
+    return record

@@ -1,0 +1,186 @@
+"""The ablation protocol: everything fixed before any result is seen.
+
+An :class:`AblationProtocol` holds the data set (synthetic parameters when it is generated),
+the backbone, the training recipe (identical for every design: iterations, batch, learning
+rate, augmentation), the sample budgets (N per group and what it implies for the other
+samplers), and the test protocol (pyramid scales, NMS, detection caps). Two presets exist:
+
+* :data:`FULL`: the CPU ablation (tiny backbone; 5 designs x 3 seeds in about 90 minutes on
+  2 idle cores);
+* :data:`QUICK`: a pipeline check for CI (tiny data, a few iterations; numbers meaningless).
+
+Sample budget. The paper draws N = 2048 samples per scale group on crops of up to 1,200 px
+(about 90,000 anchors per scale at stride 4), i.e. ~2.3% of each scale's anchors. Our crops
+are at most ``train_max_side`` px, so N is scaled by the anchor count,
+``N = 2048 * (train_max_side / 1200)^2`` rounded to a power of two (128 at 320 px); OHEM's
+B = 1024 is scaled the same way (64 at 320 px). The random 1:3 baselines draw
+``N * 4`` anchors per image (the design registry's rule), so every design sees the same
+number of classification samples per image.
+
+:meth:`AblationProtocol.run_key` hashes everything that determines one (design, seed) run's
+numbers; a finished run whose key matches is reused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from facebench.errors import FacebenchError
+
+#: Bumped when the stored run record changes meaning (invalidates every cached run).
+RUN_FORMAT = 1
+PAPER_GROUP_SIZE = 2048
+PAPER_OHEM_BATCH = 1024
+PAPER_TRAIN_SIDE = 1200
+
+#: Table 1 of the paper, in its row order.
+TABLE1_DESIGNS: tuple[str, ...] = (
+    "rpn", "fpn-finest", "fpn", "fpn-finest-stride", "fpn-finest-sampling",
+)
+#: Table 3 (regression loss) and Table 4 (OHEM, focal loss) comparisons with the paper design.
+EXTRA_DESIGNS: tuple[str, ...] = (
+    "fpn-finest-sampling-smooth-l1", "fpn-finest-ohem", "fpn-finest-focal",
+)
+DESIGN_PRESETS: dict[str, tuple[str, ...]] = {
+    "table1": TABLE1_DESIGNS,
+    "all": TABLE1_DESIGNS + EXTRA_DESIGNS,
+    "quick": ("fpn-finest", "fpn-finest-sampling"),
+}
+
+
+def scaled_budget(paper_value: int, train_max_side: int) -> int:
+    """``paper_value`` scaled by the anchor count of a ``train_max_side`` crop relative to
+    the paper's 1,200 px, rounded to the nearest power of two (at least 8)."""
+    raw = paper_value * (train_max_side / PAPER_TRAIN_SIDE) ** 2
+    return max(8, 2 ** round(math.log2(max(raw, 1.0))))
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    """Parameters of the generated synthetic set (used only when ``--data`` is absent)."""
+
+    images: int = 300
+    seed: int = 0
+    val_fraction: float = 0.25
+    max_side: int = 512
+
+
+@dataclass(frozen=True)
+class AblationProtocol:
+    """Training and test settings shared by every design and seed of one ablation."""
+
+    name: str
+    backbone: str = "tiny"
+    iterations: int = 360
+    batch_size: int = 2
+    lr: float = 0.04
+    train_max_side: int = 320
+    scale_choices: tuple[float, ...] = (0.75, 1.0, 1.25, 1.5, 2.0)
+    flip: bool = True
+    group_size: int | None = None  # None: scaled_budget(2048, train_max_side)
+    ohem_batch: int | None = None  # None: scaled_budget(1024, train_max_side)
+    test_scales: tuple[float, ...] = (1.0, 2.0)
+    test_max_side: int = 3000
+    nms_iou: float = 0.3
+    score_thresh: float = 0.01
+    max_detections: int = 1000
+    synth: SynthSpec = field(default_factory=SynthSpec)
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.batch_size < 1:
+            raise FacebenchError("iterations and batch size must be >= 1")
+        if not self.test_scales or min(self.test_scales) <= 0:
+            raise FacebenchError(f"test scales must be positive, got {self.test_scales}")
+
+    @property
+    def n_per_group(self) -> int:
+        return self.group_size or scaled_budget(PAPER_GROUP_SIZE, self.train_max_side)
+
+    @property
+    def ohem_b(self) -> int:
+        return self.ohem_batch or scaled_budget(PAPER_OHEM_BATCH, self.train_max_side)
+
+    def design_overrides(self) -> dict:
+        """Overrides every design gets (build_detector / get_design keyword arguments)."""
+        return {"group_size": self.n_per_group, "ohem_batch": self.ohem_b}
+
+    def with_changes(self, **changes) -> AblationProtocol:
+        return dataclasses.replace(self, **changes)
+
+    def plain(self) -> dict:
+        """JSON-ready description, with the derived sample budgets spelled out."""
+        out = json.loads(json.dumps(dataclasses.asdict(self)))
+        out["n_per_group"] = self.n_per_group
+        out["ohem_batch_b"] = self.ohem_b
+        out["random_sampler_per_image"] = self.n_per_group * 4
+        return out
+
+    def train_recipe(self) -> dict:
+        """The parts of the protocol that shape training (hashed into every run key)."""
+        return {
+            "backbone": self.backbone, "iterations": self.iterations,
+            "batch_size": self.batch_size, "lr": self.lr, "max_side": self.train_max_side,
+            "scale_choices": list(self.scale_choices), "flip": self.flip,
+            "overrides": self.design_overrides(),
+        }
+
+    def test_protocol(self) -> dict:
+        return {
+            "scales": list(self.test_scales), "max_side": self.test_max_side,
+            "nms_iou": self.nms_iou, "score_thresh": self.score_thresh,
+            "max_detections": self.max_detections,
+        }
+
+    def run_key(self, design: str, seed: int, data_fingerprint: str) -> str:
+        """Hex digest of everything that determines the (design, seed) run's numbers."""
+        blob = json.dumps(
+            {
+                "format": RUN_FORMAT, "design": design, "seed": int(seed),
+                "data": data_fingerprint, "train": self.train_recipe(),
+                "test": self.test_protocol(),
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+FULL = AblationProtocol(name="cpu-full")
+QUICK = AblationProtocol(
+    name="quick",
+    iterations=6,
+    batch_size=1,
+    train_max_side=256,
+    scale_choices=(1.0,),
+    test_scales=(1.0,),
+    synth=SynthSpec(images=24, seed=0, val_fraction=0.5, max_side=256),
+)
+GPU = AblationProtocol(
+    name="gpu-resnet50",
+    backbone="resnet50",
+    iterations=600,
+    batch_size=4,
+    lr=0.02,
+    train_max_side=640,
+    scale_choices=(0.5, 0.75, 1.0, 1.25, 1.5, 2.0),
+    test_scales=(0.5, 1.0, 2.0),
+    synth=SynthSpec(images=600, seed=0, val_fraction=0.25, max_side=640),
+)
+PRESETS: dict[str, AblationProtocol] = {p.name: p for p in (FULL, QUICK, GPU)}
+
+
+def data_fingerprint(wider_root: Path) -> str:
+    """SHA-256 over the annotation files that define the training and evaluation sets."""
+    digest = hashlib.sha256()
+    files = sorted((wider_root / "wider_face_split").glob("wider_face_*_bbx_gt.txt"))
+    files += sorted((wider_root / "ground_truth").glob("*.mat"))
+    if not files:
+        raise FacebenchError(f"{wider_root}: no WIDER split files or ground truth to train on")
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
