@@ -65,6 +65,7 @@ def stats_group() -> None:
 _COMMAND_MODULES: list[str] = ["cli.detect", "cli.eval_fddb", "cli.bench", "cli.train", "cli.data_synth"]
 _COMMAND_MODULES.append("cli.eval_wider")
 _COMMAND_MODULES.append("cli.stats_anchors")
+_COMMAND_MODULES.append("cli.experiment")
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(_name)
