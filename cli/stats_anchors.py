@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 import time
 from pathlib import Path
 
 import click
+from rich.console import Console
 
 from cli.app import stats_group
 from cli.console import ProgressCallback, console, interactive, log
@@ -31,6 +33,13 @@ _DEFAULT_DESIGNS = "rpn,fpn,fpn-finest-stride,fpn-finest,fpn-finest-sampling"
     default=_DEFAULT_DESIGNS,
     show_default=True,
     help="Comma-separated design names (see detector.designs).",
+)
+@click.option(
+    "--group-size",
+    type=int,
+    default=None,
+    help="Override every design's sample budget N (per scale for group sampling, N x scales"
+    " per image for random 1:3); default: each design's own (2048).",
 )
 @click.option("--epochs", type=int, default=1, show_default=True, help="Augmented passes.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Augmentation/sampling seed.")
@@ -57,10 +66,12 @@ _DEFAULT_DESIGNS = "rpn,fpn,fpn-finest-stride,fpn-finest,fpn-finest-sampling"
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None,
               help="Write one row per design and scale.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None,
-              help="PNG of the normalised distributions, designs side by side (Figure 2).")
+              help="PNG of the positive/negative distributions per scale, designs side by"
+              " side (Figure 2).")
 def stats_anchors(
     data: Path,
     designs: str,
+    group_size: int | None,
     epochs: int,
     seed: int,
     max_side: int,
@@ -79,10 +90,15 @@ def stats_anchors(
     """
     from detector.anchor_stats import count_anchor_stats, open_training_set
     from detector.augment import TrainAugment
+    from detector.designs import get_design
 
     names = [n.strip() for n in designs.split(",") if n.strip()]
     if not names:
         raise FacebenchError("--designs: give at least one design name")
+    if group_size is not None and group_size < 1:
+        raise FacebenchError(f"--group-size must be >= 1, got {group_size}")
+    overrides = {} if group_size is None else {"group_size": group_size}
+    chosen = [get_design(n, **overrides) for n in names]
     if max_side < 1:
         raise FacebenchError(f"--max-side must be >= 1, got {max_side}")
     if limit is not None and limit < 1:
@@ -104,7 +120,7 @@ def stats_anchors(
     try:
         stats = count_anchor_stats(
             training,
-            names,
+            chosen,
             epochs=epochs,
             seed=seed,
             augment=TrainAugment(max_side=max_side),
@@ -116,10 +132,11 @@ def stats_anchors(
         progress.close()
     stats.extra["seconds"] = round(time.monotonic() - start, 3)
 
-    # Piped output has no terminal width; give the table room instead of eliding numbers.
-    width = console.width if interactive() else 160
+    # Piped output has no terminal width (rich assumes 80 and elides numbers): give the
+    # tables the room they need there.
+    out = console if interactive() else Console(file=sys.stderr, width=160, highlight=False)
     for name, design_stats in stats.designs.items():
-        console.print(_table(name, design_stats), width=width)
+        out.print(_table(name, design_stats))
     log(f"counted in {stats.extra['seconds']:.1f} s")
     if json_path is not None:
         write_json(json_path, stats.to_dict())
@@ -141,7 +158,7 @@ def _table(name: str, stats):
         caption=caption,
         show_footer=True,
     )
-    pos_share, neg_share = stats.shares()
+    pos_dist, neg_dist = stats.distributions()
     columns = [
         ("scale/stride", [f"{s}/{t}" for s, t in zip(design.scales, design.strides, strict=True)]),
         ("anchors", stats["anchors"]),
@@ -150,15 +167,15 @@ def _table(name: str, stats):
         ("ignored", stats["ignored"]),
         ("sampled pos", stats["sampled_positives"]),
         ("sampled neg", stats["sampled_negatives"]),
-        ("pos share", [f"{v:.4f}" for v in pos_share]),
-        ("neg share", [f"{v:.4f}" for v in neg_share]),
+        ("pos dist", [f"{v:.4f}" for v in pos_dist]),
+        ("neg dist", [f"{v:.4f}" for v in neg_dist]),
         ("faces", stats["faces"]),
         ("unmatched", stats["faces_unmatched"]),
     ]
     for header, values in columns:
         if header == "scale/stride":
             footer = "total"
-        elif header.endswith("share"):
+        elif header.endswith("dist"):
             footer = f"{sum(float(v) for v in values):.4f}"
         else:
             footer = f"{int(sum(values)):,}"
@@ -179,8 +196,10 @@ def write_csv(path: str | Path, rows: list[dict]) -> None:
 
 
 def plot_distributions(stats, path: str | Path) -> None:
-    """The paper's Figure 2: per design (side by side), the sampled positives and negatives
-    of each anchor scale as fractions of all training samples of that design."""
+    """The paper's Figure 2, one column per design (side by side): the distribution over
+    anchor scales of the sampled positives (top row) and of the sampled negatives (bottom
+    row), each normalised to sum to 1 for the design; titles give the positives' share of all
+    samples, which is too small on WIDER to show on a common axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -189,19 +208,27 @@ def plot_distributions(stats, path: str | Path) -> None:
 
     items = list(stats.designs.items())
     fig, axes = plt.subplots(
-        1, len(items), figsize=(3.2 * len(items), 3.2), sharey=True, squeeze=False
+        2, len(items), figsize=(2.9 * len(items), 5.2), sharey="row", squeeze=False
     )
-    for k, (ax, (name, design_stats)) in enumerate(zip(axes[0], items, strict=True)):
-        pos, neg = design_stats.shares()
+    for k, (name, design_stats) in enumerate(items):
+        pos, neg = design_stats.distributions()
+        pos_share = float(design_stats.shares()[0].sum())
         x = np.arange(design_stats.design.num_scales)
-        ax.bar(x - 0.2, pos, width=0.4, label="positive", color="tab:red")
-        ax.bar(x + 0.2, neg, width=0.4, label="negative", color="tab:blue")
-        ax.set_xticks(x, [str(s) for s in design_stats.design.scales])
-        ax.set_xlabel("anchor scale")
-        ax.set_title(f"({chr(ord('a') + k)}) {name}" if k < 26 else name, fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("fraction of training samples")
-    axes[0][0].legend(fontsize=8)
+        labels = [str(s) for s in design_stats.design.scales]
+        letter = f"({chr(ord('a') + k)}) " if k < 26 else ""
+        for row, (values, colour, what) in enumerate(
+            ((pos, "tab:red", "positive"), (neg, "tab:blue", "negative"))
+        ):
+            ax = axes[row][k]
+            ax.bar(x, values, width=0.6, color=colour)
+            ax.set_xticks(x, labels)
+            ax.grid(axis="y", alpha=0.3)
+            if row == 0:
+                ax.set_title(f"{letter}{name}\npositives {pos_share:.2%} of samples", fontsize=9)
+            else:
+                ax.set_xlabel("anchor scale")
+            if k == 0:
+                ax.set_ylabel(f"{what} samples\n(fraction per scale)")
     fig.suptitle(
         f"{stats.source['kind']}: {stats.images_counted} images x {stats.epochs} epoch(s)",
         fontsize=10,

@@ -473,11 +473,18 @@ class DesignStats:
         return None if faces == 0 else 1.0 - int(self["faces_unmatched"].sum()) / faces
 
     def shares(self) -> tuple[np.ndarray, np.ndarray]:
-        """Sampled positives and negatives per scale, each divided by all samples (the
-        normalisation of the paper's Figure 2)."""
+        """Sampled positives and negatives per scale, each divided by all of the design's
+        training samples (the normalisation of the paper's Figure 2 caption; together they
+        sum to 1)."""
         total = int(self["sampled_positives"].sum() + self["sampled_negatives"].sum())
         denom = max(total, 1)
         return self["sampled_positives"] / denom, self["sampled_negatives"] / denom
+
+    def distributions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sampled positives over scales as a distribution (sums to 1), and likewise the
+        sampled negatives: the shapes Figure 2 compares across designs."""
+        pos, neg = self["sampled_positives"], self["sampled_negatives"]
+        return pos / max(int(pos.sum()), 1), neg / max(int(neg.sum()), 1)
 
     def to_dict(self) -> dict:
         d = self.design
@@ -490,6 +497,11 @@ class DesignStats:
         out.update({name: [int(v) for v in self[name]] for name in COUNT_FIELDS})
         pos, neg = self.shares()
         out["normalised"] = {
+            "positives": [float(v) for v in pos],
+            "negatives": [float(v) for v in neg],
+        }
+        pos, neg = self.distributions()
+        out["distribution"] = {
             "positives": [float(v) for v in pos],
             "negatives": [float(v) for v in neg],
         }
@@ -526,11 +538,14 @@ class AnchorStats:
         rows = []
         for name, stats in self.designs.items():
             pos, neg = stats.shares()
+            pos_dist, neg_dist = stats.distributions()
             for k, scale in enumerate(stats.design.scales):
                 row = {"design": name, "scale": scale, "stride": stats.design.strides[k]}
                 row.update({f: int(stats[f][k]) for f in COUNT_FIELDS})
                 row["positive_share"] = float(pos[k])
                 row["negative_share"] = float(neg[k])
+                row["positive_distribution"] = float(pos_dist[k])
+                row["negative_distribution"] = float(neg_dist[k])
                 rows.append(row)
         return rows
 

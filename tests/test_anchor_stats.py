@@ -306,7 +306,7 @@ def test_synthetic_layout_and_cli_outputs(tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(main, [
         "stats", "anchors", str(tmp_path / "synth"), "--designs", "rpn,fpn-finest-sampling",
-        "--workers", "0", "--epochs", "2", "--json", str(out / "s.json"),
+        "--workers", "0", "--epochs", "2", "--group-size", "16", "--json", str(out / "s.json"),
         "--csv", str(out / "s.csv"), "--plot", str(out / "s.png"),
     ])
     assert result.exit_code == 0, result.output
@@ -321,6 +321,15 @@ def test_synthetic_layout_and_cli_outputs(tmp_path):
             assert len(d[key]) == 4 and all(isinstance(v, int) for v in d[key])
         shares = d["normalised"]["positives"] + d["normalised"]["negatives"]
         assert sum(shares) == pytest.approx(1.0)
+        if sum(d["sampled_positives"]):
+            assert sum(d["distribution"]["positives"]) == pytest.approx(1.0)
+        assert sum(d["distribution"]["negatives"]) == pytest.approx(1.0)
+        assert d["group_size"] == 16
+    # 2 training images x 2 epochs, at most N = 16 samples per scale each.
+    assert report["images"] == 2
+    grouped = report["designs"]["fpn-finest-sampling"]
+    totals = np.add(grouped["sampled_positives"], grouped["sampled_negatives"])
+    assert totals.max() <= 2 * 2 * 16 and totals.min() > 0
     rows = (out / "s.csv").read_text().splitlines()
     assert rows[0].startswith("design,scale,stride,anchors,positives,negatives")
     assert len(rows) == 1 + 2 * 4
