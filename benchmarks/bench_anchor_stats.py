@@ -86,25 +86,30 @@ def prefilter_speedup(training, design_name: str, images: int, seed: int) -> dic
 
 
 def figure2_markdown(stats) -> str:
-    """Per design and scale: sampled positives / negatives and their shares (Figure 2)."""
+    """Per design and scale: counts, and the sampled positives' and negatives' distributions
+    over scales (Figure 2's bars); per design, positives' share of all samples and the recall
+    ceiling."""
     lines = [
         "| design | scale/stride | positives | negatives | sampled pos | sampled neg"
-        " | pos share | neg share | faces | unmatched |",
+        " | pos dist | neg dist | faces | unmatched |",
         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
+    notes = []
     for name, s in stats.designs.items():
-        pos, neg = s.shares()
+        pos, neg = s.distributions()
         for k, scale in enumerate(s.design.scales):
             lines.append(
                 f"| {name} | {scale}/{s.design.strides[k]} | {int(s['positives'][k]):,}"
                 f" | {int(s['negatives'][k]):,} | {int(s['sampled_positives'][k]):,}"
-                f" | {int(s['sampled_negatives'][k]):,} | {pos[k]:.4f} | {neg[k]:.4f}"
+                f" | {int(s['sampled_negatives'][k]):,} | {pos[k]:.3f} | {neg[k]:.3f}"
                 f" | {int(s['faces'][k]):,} | {int(s['faces_unmatched'][k]):,} |"
             )
-    ceilings = ", ".join(
-        f"{n} {s.recall_ceiling:.4f}" for n, s in stats.designs.items() if s.recall_ceiling
-    )
-    return "\n".join(lines) + f"\n\nRecall ceiling (faces some anchor matches): {ceilings}\n"
+        ceiling = "n/a" if s.recall_ceiling is None else f"{s.recall_ceiling:.4f}"
+        notes.append(
+            f"{name}: positives {float(s.shares()[0].sum()):.2%} of samples,"
+            f" recall ceiling {ceiling}"
+        )
+    return "\n".join(lines) + "\n\n" + "; ".join(notes) + "\n"
 
 
 def main() -> None:
