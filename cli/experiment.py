@@ -54,7 +54,8 @@ def _designs(text: str) -> list[str]:
 @click.option("--backbone", type=click.Choice(["tiny", "resnet18", "resnet50"]), default=None,
               help="Override the protocol's backbone.")
 @click.option("--quick", is_flag=True,
-              help="CI pipeline check: tiny data, 2 designs, a few iterations (numbers meaningless).")
+              help="CI pipeline check: tiny data, 2 designs, a few iterations "
+                   "(numbers meaningless).")
 @click.option("--workers", default=1, show_default=True, help="Data-loading processes per run.")
 @click.option("--report-only", is_flag=True,
               help="Train nothing: write the report from the runs finished so far.")

@@ -97,9 +97,12 @@ def run_ablation(
     train: bool = True,
     log: Callable[[str], None] = lambda msg: None,
     train_progress: Callable[[int, int, dict], None] | None = None,
+    deadline: float | None = None,
 ) -> AblationState:
     """Run (or reuse) every (design, seed) and count the anchor statistics; ``train=False``
-    only collects finished runs (the report of a run in progress elsewhere)."""
+    only collects finished runs (the report of a run in progress elsewhere). ``deadline``
+    (a ``time.monotonic()`` value): start no new run after it; the rest stays missing and a
+    later call continues."""
     from detector.designs import get_design
 
     start = time.perf_counter()
@@ -120,7 +123,7 @@ def run_ablation(
             record = finished_result(spec, runs_root)
             if record is not None:
                 state.reused += 1
-            elif train:
+            elif train and (deadline is None or time.monotonic() < deadline):
                 log(f"[{k}/{total}] {design} seed {seed}: training {protocol.iterations} "
                     f"iterations ({protocol.backbone})")
                 record = execute_run(spec, runs_root, workers, log, train_progress)

@@ -201,7 +201,8 @@ def _detect(spec: RunSpec, checkpoint: Path, out: Path) -> None:
     merged = MergedWriter(detection.WiderWriter(out / "wider"), p.nms_iou, p.max_detections)
     per_scale = detection.PerScaleWiderWriter(out / "wider", scale_names)
     stats = detection.run_detection(det, items, [merged, per_scale])
-    source = {"kind": "wider", "images": str(spec.data.val_images), "split": str(spec.data.val_split)}
+    source = {"kind": "wider", "images": str(spec.data.val_images),
+              "split": str(spec.data.val_split)}
     outputs = [merged.close(), per_scale.close()]
     record = detection.protocol_record(
         det, source, outputs, stats,

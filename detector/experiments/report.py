@@ -1,0 +1,331 @@
+"""The ablation report: ``report.json``, ``report.md`` (Table 1 layout), ``figure2.png``,
+``ap_by_scale.png``.
+
+``report.json`` (AP in percent)::
+
+    {"protocol": {...}, "rules": "...", "data": {...},
+     "designs": {"<design>": {"feature": "P2", "stride": "4", "group_sampling": true,
+                              "seeds": [0, 1, 2], "values": {"<metric>": [...]},
+                              "mean": {"<metric>": x}, "spread": {"<metric>": x | null},
+                              "paper": {"<metric>": x | null}, "paper_source": "Table 1"}},
+     "claims": [{"id", "claim", "verdict", "comparisons": [...], "line"}],
+     "verdict_lines": [...], "anchor_stats": {...}, "runs": [...], "missing_runs": [...],
+     "complete": bool}
+
+Metrics are ``easy``, ``medium``, ``hard``, ``all`` and ``@16``..``@128`` (see
+:mod:`detector.experiments.paper`). Everything in the report is computed from the stored run
+records; nothing is typed in by hand except the paper's published numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from detector.experiments import verdicts as V
+from detector.experiments.ablation import AblationState
+from detector.experiments.paper import CLAIMS, METRICS, PAPER_AP, SUB_DETECTORS
+from facebench.atomic import atomic_open, write_json
+
+TITLES = {"easy": "Easy", "medium": "Medium", "hard": "Hard", "all": "All"}
+
+
+def design_columns(name: str, overrides: dict) -> dict:
+    """Feature map(s), anchor stride(s) and group sampling of a design, as in Table 1."""
+    from detector.designs import get_design
+
+    d = get_design(name, **overrides)
+    levels = list(dict.fromkeys(d.levels))
+    strides = list(d.strides)
+    return {
+        "feature": levels[0] if len(levels) == 1 else "{" + ", ".join(levels) + "}",
+        "stride": str(strides[0]) if len(set(strides)) == 1
+        else "{" + ", ".join(str(s) for s in strides) + "}",
+        "group_sampling": d.sampler == "group",
+        "sampler": d.sampler,
+        "regression_loss": d.regression_loss,
+        "classification_loss": d.classification_loss,
+    }
+
+
+def collect(state: AblationState) -> dict[str, dict[str, list[float]]]:
+    """``{design: {metric: [AP % per finished seed, seed order]}}`` for the state's designs."""
+    by: dict[str, dict[str, list[float]]] = {d: {m: [] for m in METRICS} for d in state.designs}
+    for record in sorted(state.results, key=lambda r: (r["design"], r["seed"])):
+        if record["design"] not in by:
+            continue
+        for metric in METRICS:
+            by[record["design"]][metric].append(100.0 * float(record["ap"][metric]))
+    return by
+
+
+def build_report(state: AblationState) -> dict:
+    """The report document (see the module docstring)."""
+    values = collect(state)
+    summaries = V.summarise(values)
+    overrides = state.protocol.design_overrides()
+    designs = {}
+    for name in state.designs:
+        source, paper = PAPER_AP.get(name, (None, dict.fromkeys(METRICS)))
+        seeds = sorted(r["seed"] for r in state.results if r["design"] == name)
+        designs[name] = {
+            **design_columns(name, overrides),
+            "seeds": seeds,
+            "values": {m: [round(v, 3) for v in values[name][m]] for m in METRICS},
+            "mean": {m: _num(summaries[name][m].mean) for m in METRICS},
+            "spread": {m: _num(summaries[name][m].spread) for m in METRICS},
+            "paper": dict(paper),
+            "paper_source": source,
+        }
+    judged = [V.judge(claim, summaries) for claim in CLAIMS]
+    done = {(r["design"], r["seed"]) for r in state.results}
+    missing = [
+        {"design": d, "seed": s} for s in state.seeds for d in state.designs if (d, s) not in done
+    ]
+    runs = [
+        {
+            "design": r["design"], "seed": r["seed"], "key": r["key"],
+            "ap": {m: round(100.0 * r["ap"][m], 3) for m in METRICS},
+            "train_seconds": r["seconds"]["train"], "detect_seconds": r["seconds"]["detect"],
+            "first_loss": r["train"]["first_loss"], "last_loss": r["train"]["last_loss"],
+        }
+        for r in sorted(state.results, key=lambda r: (r["seed"], r["design"]))
+    ]
+    return {
+        "protocol": {**state.protocol.plain(), "designs": state.designs, "seeds": state.seeds,
+                     "code_commit": _commit()},
+        "rules": V.__doc__.split("Rules (fixed before any result; also written into every "
+                                 "report):")[1].split("No Python-side")[0].strip(),
+        "data": state.data_info,
+        "designs": designs,
+        "claims": [v.to_dict() for v in judged],
+        "verdict_lines": [v.line() for v in judged],
+        "anchor_stats": state.anchor_stats,
+        "runs": runs,
+        "missing_runs": missing,
+        "complete": not missing,
+    }
+
+
+def _num(x: float) -> float | None:
+    return None if math.isnan(x) else round(x, 3)
+
+
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def write_report(out: Path, state: AblationState) -> dict:
+    """Write report.json, report.md and the two figures into ``out``; return the document."""
+    report = build_report(state)
+    write_json(out / "report.json", report)
+    if state.anchor_stats:
+        plot_figure2(state, out / "figure2.png")
+    plot_ap_by_scale(report, out / "ap_by_scale.png")
+    with atomic_open(out / "report.md", "w", encoding="utf-8") as f:
+        f.write(markdown(report))
+    return report
+
+
+# ---------------------------------------------------------------------------- markdown
+
+
+def _cell(mean: float | None, spread: float | None) -> str:
+    if mean is None:
+        return "–"
+    return f"{mean:.1f}" if spread is None else f"{mean:.1f} ± {spread:.1f}"
+
+
+def results_table(report: dict) -> list[str]:
+    """Table 1 layout: per design our row (mean ± spread over seeds) and the paper's row."""
+    head = ["Methods", "Feature", "Anchor Stride", "GS", *[TITLES.get(m, m) for m in METRICS]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, d in report["designs"].items():
+        gs = "✓" if d["group_sampling"] else ""
+        n = len(d["seeds"])
+        ours = [_cell(d["mean"][m], d["spread"][m]) for m in METRICS]
+        lines.append(f"| **{name}** (ours, {n} seed{'s' if n != 1 else ''}) | {d['feature']} | "
+                     f"{d['stride']} | {gs} | " + " | ".join(ours) + " |")
+        if d["paper_source"]:
+            paper = ["–" if d["paper"][m] is None else f"{d['paper'][m]:.1f}" for m in METRICS]
+            lines.append(f"| *{name} (paper, {d['paper_source']})* | | | | "
+                         + " | ".join(f"*{p}*" for p in paper) + " |")
+    return lines
+
+
+def _protocol_lines(report: dict) -> list[str]:
+    p, data = report["protocol"], report["data"]
+    lines = [
+        f"- Preset `{p['name']}` (repository at `{p.get('code_commit') or 'unknown'}` when "
+        f"this report was written); designs "
+        f"{', '.join(p['designs'])}; seeds {', '.join(str(s) for s in p['seeds'])}.",
+        f"- Backbone `{p['backbone']}` (random init, nothing downloaded); {p['iterations']} "
+        f"iterations x {p['batch_size']} images, SGD lr {p['lr']} (momentum 0.9, weight decay "
+        "5e-5, warm-up, x0.1 at 60% and 80%).",
+        f"- Augmentation (same for every design and seed): scale jitter "
+        f"{', '.join(str(s) for s in p['scale_choices'])}, random crop to "
+        f"{p['train_max_side']} px, horizontal flip {'on' if p['flip'] else 'off'}; per-image "
+        "augmentation and sampling seeds depend only on (seed, epoch, index).",
+        f"- Samples: N = {p['n_per_group']} per scale group per image (group sampling, 1:3); "
+        f"random 1:3 baselines draw {p['random_sampler_per_image']} per image; OHEM keeps "
+        f"B = {p['ohem_batch_b']}; focal loss uses every labelled anchor. N and B are the "
+        f"paper's 2048 and 1024 scaled by the anchor count of a {p['train_max_side']} px crop "
+        "against 1,200 px.",
+        f"- Test: pyramid scales {', '.join(str(s) for s in p['test_scales'])} (each side "
+        f"<= {p['test_max_side']} px), NMS IoU {p['nms_iou']} within each sub-detector, then "
+        f"across them for the merged output; score >= {p['score_thresh']}; top "
+        f"{p['max_detections']} per image per output. Official WIDER eval_tools protocol.",
+    ]
+    if "synthetic" in data:
+        s = data["synthetic"]
+        par, counts = s.get("parameters") or {}, s.get("counts") or {}
+        h = s.get("face_height") or {}
+        train, val = counts.get("train", {}), counts.get("val", {})
+        lines.append(
+            f"- Data: synthetic set, {par.get('num_images')} images (seed {par.get('seed')}, "
+            f"val fraction {par.get('val_fraction')}, long side {par.get('max_side')} px): "
+            f"train {train.get('images')} images / {train.get('valid_faces')} faces, val "
+            f"{val.get('images')} images / {val.get('valid_faces')} faces (easy "
+            f"{val.get('easy')}, medium {val.get('medium')}, hard {val.get('hard')})."
+        )
+        if h:
+            lines.append(
+                "- Face heights (box height in px, train + val): "
+                + ", ".join(f"{k} {h[k]:.0f}" for k in ("p10", "median", "p90", "p99", "max")
+                            if k in h) + "."
+            )
+    else:
+        lines.append(f"- Data: {data.get('path')}")
+    return lines
+
+
+def _anchor_lines(report: dict) -> list[str]:
+    stats = report.get("anchor_stats") or {}
+    designs = stats.get("designs") or {}
+    if not designs:
+        return ["(not counted)"]
+    lines = [
+        f"Training split, {stats.get('images')} images x {stats.get('epochs')} epoch, the "
+        "protocol's augmentation and sample budgets. Share = sampled positives (negatives) of "
+        "a scale / all sampled anchors of the design (the normalisation of Figure 2).",
+        "",
+        "| design | positive share @16/@32/@64/@128 | negative share @16/@32/@64/@128 | "
+        "recall ceiling |",
+        "|---|---|---|---|",
+    ]
+    for name, d in designs.items():
+        pos = " / ".join(f"{v:.3f}" for v in d["normalised"]["positives"])
+        neg = " / ".join(f"{v:.3f}" for v in d["normalised"]["negatives"])
+        ceiling = d.get("recall_ceiling")
+        lines.append(f"| {name} | {pos} | {neg} | "
+                     f"{'n/a' if ceiling is None else f'{ceiling:.3f}'} |")
+    return lines
+
+
+def markdown(report: dict) -> str:
+    """report.md: protocol, results table, verdicts, anchor statistics, runs."""
+    lines = [
+        "# Group Sampling ablation (paper Tables 1, 3, 4)",
+        "",
+        "AP in percent on the validation split (official WIDER protocol). Ours: mean ± spread "
+        "(sample standard deviation) over seeds; the paper's row (ResNet-50, full WIDER FACE, "
+        "100 epochs) is beside it and is NOT comparable in absolute terms.",
+        "",
+    ]
+    if not report["complete"]:
+        missing = ", ".join(f"{m['design']}/seed {m['seed']}" for m in report["missing_runs"])
+        lines += [f"**Partial results**: runs not finished yet: {missing}. Re-run the same "
+                  "command to continue (finished runs are reused).", ""]
+    lines += ["## Protocol (fixed before results)", "", *_protocol_lines(report), "",
+              "## Results", "", *results_table(report), "",
+              "## Verdicts on the paper's claims", "", "Rules:", "",
+              *_rule_lines(report["rules"]), ""]
+    lines += [f"- {line}" for line in report["verdict_lines"]]
+    lines += ["", "## Anchor statistics (Figure 2: `figure2.png`)", "", *_anchor_lines(report),
+              "", "## Runs", "", "| design | seed | All | @16 | @128 | train s | detect s | "
+              "loss first -> last |", "|---|---|---|---|---|---|---|---|"]
+    for r in report["runs"]:
+        lines.append(
+            f"| {r['design']} | {r['seed']} | {r['ap']['all']:.1f} | {r['ap']['@16']:.1f} | "
+            f"{r['ap']['@128']:.1f} | {r['train_seconds']:.0f} | {r['detect_seconds']:.0f} | "
+            f"{_loss(r['first_loss'])} -> {_loss(r['last_loss'])} |"
+        )
+    lines += ["", "Figures: `figure2.png` (sampled positive/negative shares per scale), "
+              "`ap_by_scale.png` (sub-detector AP, ours and the paper's).", ""]
+    return "\n".join(lines)
+
+
+def _rule_lines(rules: str) -> list[str]:
+    # The rules are the verdicts module's bullet list; re-flow each bullet onto one line.
+    return ["* " + " ".join(item.split()) for item in rules.split("* ") if item.strip()]
+
+
+def _loss(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def plot_figure2(state: AblationState, path: Path) -> None:
+    """The paper's Figure 2 for the ablation's designs, from the cached anchor counts."""
+    from cli.stats_anchors import plot_distributions
+    from detector.anchor_stats import COUNT_FIELDS, AnchorStats, DesignStats
+    from detector.designs import get_design
+
+    stats = state.anchor_stats or {}
+    overrides = state.protocol.design_overrides()
+    designs = {
+        name: DesignStats(
+            get_design(name, **overrides),
+            np.array([d[f] for f in COUNT_FIELDS], dtype=np.int64),
+        )
+        for name, d in stats.get("designs", {}).items()
+    }
+    rebuilt = AnchorStats(
+        designs=designs, source=stats.get("source", {"kind": "training set"}),
+        epochs=int(stats.get("epochs", 1)), seed=int(stats.get("seed", 0)),
+        augment=stats.get("augment", {}), images_counted=int(stats.get("images", 0)),
+    )
+    plot_distributions(rebuilt, path)
+
+
+def plot_ap_by_scale(report: dict, path: Path) -> None:
+    """Sub-detector AP per design: ours (mean, error bar = spread) and the paper's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["designs"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    x = np.arange(len(SUB_DETECTORS))
+    width = 0.8 / max(len(names), 1)
+    for k, name in enumerate(names):
+        d = report["designs"][name]
+        mean = [np.nan if d["mean"][m] is None else d["mean"][m] for m in SUB_DETECTORS]
+        err = [0.0 if d["spread"][m] is None else d["spread"][m] for m in SUB_DETECTORS]
+        paper = [np.nan if d["paper"][m] is None else d["paper"][m] for m in SUB_DETECTORS]
+        offset = (k - (len(names) - 1) / 2) * width
+        axes[0].bar(x + offset, mean, width, yerr=err, capsize=2, label=name)
+        axes[1].bar(x + offset, paper, width, label=name)
+    for ax, title in zip(axes, ("ours (mean ± spread over seeds)", "paper (Tables 1, 3, 4)"),
+                         strict=True):
+        ax.set_xticks(x, list(SUB_DETECTORS))
+        ax.set_ylabel("AP on All (%)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
