@@ -626,15 +626,17 @@ def count_anchor_stats(
         worker_init_fn=_single_thread if workers else None,
         persistent_workers=False,
     )
-    done = 0
-    if progress is not None:
-        progress(0, dataset.total)
     # The per-image tensors are small: intra-op threads cost more in hand-offs (and spin far
     # worse on a busy machine) than they gain, so the counting runs single-threaded.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for n, sums in loader:
+        # Start (fork) the workers before a progress display starts its refresh thread.
+        batches = iter(loader)
+        done = 0
+        if progress is not None:
+            progress(0, dataset.total)
+        for n, sums in batches:
             for name, counts in sums.items():
                 totals[name] += np.asarray(counts, dtype=np.int64)
             done += int(n)
