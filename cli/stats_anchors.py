@@ -135,8 +135,9 @@ def stats_anchors(
     # Piped output has no terminal width (rich assumes 80 and elides numbers): give the
     # tables the room they need there.
     out = console if interactive() else Console(file=sys.stderr, width=160, highlight=False)
+    compact = out.width < 150
     for name, design_stats in stats.designs.items():
-        out.print(_table(name, design_stats))
+        out.print(_table(name, design_stats, compact))
     log(f"counted in {stats.extra['seconds']:.1f} s")
     if json_path is not None:
         write_json(json_path, stats.to_dict())
@@ -147,44 +148,62 @@ def stats_anchors(
         log(f"figure: {plot_path}")
 
 
-def _table(name: str, stats):
+def _table(name: str, stats, compact: bool = False):
+    """A rich table of one design's counts; ``compact`` abbreviates large numbers (12.3M)
+    so the table fits an 80-column terminal."""
     from rich.table import Table
 
+    number = _compact if compact else (lambda n: f"{int(n):,}")
     design = stats.design
     ceiling = stats.recall_ceiling
-    caption = "recall ceiling: " + ("n/a (no faces)" if ceiling is None else f"{ceiling:.4f}")
+    caption = "scale/str: anchor scale / stride; pos, neg: anchors matched; unmatch: faces no"
+    caption += " anchor matches; recall ceiling: "
+    caption += "n/a (no faces)" if ceiling is None else f"{ceiling:.4f}"
     table = Table(
         title=f"{name} ({design.sampler} sampling, N={design.group_size})",
         caption=caption,
         show_footer=True,
+        padding=(0, 0 if compact else 1),
     )
     pos_dist, neg_dist = stats.distributions()
     columns = [
-        ("scale/stride", [f"{s}/{t}" for s, t in zip(design.scales, design.strides, strict=True)]),
+        ("scale/str", [f"{s}/{t}" for s, t in zip(design.scales, design.strides, strict=True)]),
         ("anchors", stats["anchors"]),
-        ("positives", stats["positives"]),
-        ("negatives", stats["negatives"]),
+        ("pos", stats["positives"]),
+        ("neg", stats["negatives"]),
         ("ignored", stats["ignored"]),
         ("sampled pos", stats["sampled_positives"]),
         ("sampled neg", stats["sampled_negatives"]),
-        ("pos dist", [f"{v:.4f}" for v in pos_dist]),
-        ("neg dist", [f"{v:.4f}" for v in neg_dist]),
+        ("pos dist", pos_dist),
+        ("neg dist", neg_dist),
         ("faces", stats["faces"]),
-        ("unmatched", stats["faces_unmatched"]),
+        ("unmatch", stats["faces_unmatched"]),
     ]
     for header, values in columns:
-        if header == "scale/stride":
+        if header == "scale/str":
             footer = "total"
         elif header.endswith("dist"):
-            footer = f"{sum(float(v) for v in values):.4f}"
+            footer = f"{float(sum(values)):.3f}"
         else:
-            footer = f"{int(sum(values)):,}"
+            footer = number(sum(int(v) for v in values))
         table.add_column(header, footer=footer, justify="right")
+
+    def cell(header: str, value) -> str:
+        if isinstance(value, str):
+            return value
+        return f"{float(value):.3f}" if header.endswith("dist") else number(value)
+
     for k in range(design.num_scales):
-        table.add_row(*[
-            v[k] if isinstance(v[k], str) else f"{int(v[k]):,}" for _, v in columns
-        ])
+        table.add_row(*[cell(header, values[k]) for header, values in columns])
     return table
+
+
+def _compact(n) -> str:
+    n = int(n)
+    for size, suffix in ((10**9, "G"), (10**6, "M"), (10**4, "k")):
+        if abs(n) >= size:
+            return f"{n / size:.1f}{suffix}" if abs(n) < 100 * size else f"{n // size}{suffix}"
+    return str(n)
 
 
 def write_csv(path: str | Path, rows: list[dict]) -> None:
