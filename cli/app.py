@@ -66,6 +66,7 @@ _COMMAND_MODULES: list[str] = ["cli.detect", "cli.eval_fddb", "cli.bench", "cli.
 _COMMAND_MODULES.append("cli.eval_wider")
 _COMMAND_MODULES.append("cli.stats_anchors")
 _COMMAND_MODULES.append("cli.experiment")
+_COMMAND_MODULES.append("cli.quickstart")
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(_name)

@@ -9,6 +9,9 @@ evaluation needs the low-score tail; no 100-box cap).
 
 Each detection carries the anchor-scale index of the sub-detector that produced it
 (0..3 for the paper's @16, @32, @64, @128 outputs).
+
+``pre_nms_top_n`` (default: the model's, 5,000) caps the candidates per anchor scale and
+level before NMS; lower it to trade a little of the low-score tail for speed on CPU.
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ class CheckpointDetector:
         max_detections: int = 1000,
         batch_size: int = 1,
         nms_per_scale: bool = False,
+        pre_nms_top_n: int | None = None,
     ) -> None:
         from detector.model import build_detector
 
@@ -141,6 +145,10 @@ class CheckpointDetector:
         self.model.nms_iou = self.nms_iou
         self.model.max_detections = self.max_detections
         self.model.nms_per_scale = self.nms_per_scale
+        if pre_nms_top_n is not None:
+            if pre_nms_top_n < 1:
+                raise FacebenchError(f"pre_nms_top_n must be >= 1, got {pre_nms_top_n}")
+            self.model.pre_nms_top_n = int(pre_nms_top_n)
         self.name = f"{self.design}/{self.backbone}@{Path(self.checkpoint).name}"
 
     def protocol(self) -> dict:
