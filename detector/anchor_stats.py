@@ -158,7 +158,12 @@ def _wider_set(
 
     txt = root / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt"
     if not txt.is_file():
-        raise FacebenchError(f"{txt}: WIDER split file not found (is --split right?)")
+        found = sorted(
+            p.name[len("wider_face_") : -len("_bbx_gt.txt")]
+            for p in (root / "wider_face_split").glob("wider_face_*_bbx_gt.txt")
+        )
+        hint = f"; splits here: {', '.join(found)} (--split)" if found else ""
+        raise FacebenchError(f"{txt}: WIDER split file not found{hint}")
     items = read_split_txt(txt)
     if not items:
         raise FormatError(txt, "no images listed")

@@ -273,6 +273,8 @@ def test_missing_sizes_and_unknown_layout_are_clear_errors(tmp_path):
         open_training_set(tmp_path / "w")
     with pytest.raises(FacebenchError, match="not a WIDER FACE layout"):
         open_training_set(tmp_path)
+    with pytest.raises(FacebenchError, match="splits here: train"):
+        open_training_set(tmp_path / "w", split="val")
 
 
 @pytest.fixture(scope="module")
