@@ -309,12 +309,17 @@ def select_samples(
         return sample_random(
             labels, design.group_size * design.num_scales, design.positive_fraction, generator
         )
-    if design.sampler == "none":
-        return labels >= 0
-    raise FacebenchError(
-        f"design {design.name!r} samples by {design.sampler.upper()} (a trained model's loss);"
-        " anchor statistics need no model and cannot reproduce it"
-    )
+    check_countable(design)
+    return labels >= 0
+
+
+def check_countable(design: Design) -> None:
+    """Raise FacebenchError for a design whose samples depend on a trained model (OHEM)."""
+    if design.sampler not in ("group", "random", "none"):
+        raise FacebenchError(
+            f"design {design.name!r} samples by {design.sampler.upper()} (a trained model's"
+            " loss); anchor statistics need no model and cannot reproduce it"
+        )
 
 
 def near_face_mask(
@@ -617,7 +622,7 @@ def count_anchor_stats(
     if len(set(names)) != len(names):
         raise FacebenchError(f"design listed twice: {', '.join(names)}")
     for d in resolved:
-        select_samples(d, torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64))
+        check_countable(d)
     augment = augment if augment is not None else TrainAugment()
     images = training.images if limit is None else training.images[: max(limit, 0)]
     counter = ImageCounter(resolved, augment, seed)
