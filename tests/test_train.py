@@ -167,3 +167,23 @@ def test_two_process_ddp_equals_one_process(squares, tmp_path):
     assert moved > 10
     first = load_checkpoint(tmp_path / "two" / "ckpt_00000003.pt")
     assert first["iteration"] == 3
+
+
+def test_train_command_line(squares, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.app import main
+
+    args = ["train", "--data", str(squares), "--out", str(tmp_path / "cli"), "--backbone", "tiny",
+            "--iterations", "2", "--batch-size", "2", "--max-side", "64", "--workers", "0",
+            "--set", "group_size=64", "--json", str(tmp_path / "run.json")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "run.json").read_text())
+    assert summary["iterations"] == 2 and summary["config"]["overrides"] == {"group_size": 64}
+    assert Path(summary["final_checkpoint"]).is_file()
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 2 and "--resume" in again.output
+    missing = CliRunner().invoke(main, [*args[:-2], "--resume", "--backbone-weights",
+                                        str(tmp_path / "r50.pth")])
+    assert missing.exit_code == 2 and "r50.pth" in missing.output
