@@ -9,6 +9,7 @@ rewrites the report.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -61,8 +62,10 @@ def prepare_data(data: Path | None, out: Path, protocol: AblationProtocol,
 
             log(f"generating the synthetic data set ({spec.images} images, seed {spec.seed})"
                 f" -> {data}")
+            # The set is a function of its parameters only, whatever the worker count.
             generate(data, num_images=spec.images, seed=spec.seed,
-                     val_fraction=spec.val_fraction, max_side=spec.max_side)
+                     val_fraction=spec.val_fraction, max_side=spec.max_side,
+                     workers=min(8, os.cpu_count() or 1))
         info["generated"] = wanted
     data = Path(data)
     if not data.is_dir():

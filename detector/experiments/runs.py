@@ -152,8 +152,7 @@ def execute_run(
                 "iterations": train_result.iterations,
                 "seconds": round(train_result.seconds, 2),
                 "images_per_s": round(train_result.images_per_s, 3),
-                "first_loss": train_result.first_loss,
-                "last_loss": train_result.last_loss,
+                **logged_losses(Path(train_result.metrics)),
                 "resumed_from": train_result.resumed_from,
                 "checkpoint": train_result.final_checkpoint,
             },
@@ -175,13 +174,29 @@ def _train(spec: RunSpec, out: Path, workers: int, log, progress):
         data=str(spec.data.data_arg), out=str(out), design=spec.design, backbone=p.backbone,
         overrides=p.design_overrides(), iterations=p.iterations, batch_size=p.batch_size,
         lr=p.lr, max_side=p.train_max_side, scale_choices=p.scale_choices, flip=p.flip,
-        workers=workers, seed=spec.seed, device="auto",
+        workers=workers, seed=spec.seed, device="auto", amp=p.amp,
+        clip_grad_norm=p.clip_grad_norm,
         checkpoint_every=max(p.iterations // 6, 1), keep_checkpoints=1, log_every=10,
         resume=resume,
     )
     if resume:
         log(f"{spec.design} seed {spec.seed}: resuming training from the newest checkpoint")
     return train(cfg, progress=progress, warn=log)
+
+
+def logged_losses(metrics: Path) -> dict[str, float | None]:
+    """First and last logged training loss of a run (from its metrics.jsonl, so a run whose
+    training finished in an earlier process reports the same as an uninterrupted one)."""
+    import json
+
+    losses = []
+    if metrics.is_file():
+        for line in metrics.read_text(encoding="utf-8").splitlines():
+            # A line cut short by a kill, or one without a loss, is skipped.
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                losses.append(float(json.loads(line)["loss"]))
+    return {"first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None}
 
 
 def _detect(spec: RunSpec, checkpoint: Path, out: Path) -> None:
