@@ -1,8 +1,10 @@
 """``facebench train``: train a detector design on WIDER FACE or the synthetic data set.
 
 One process: ``facebench train --data DIR --out RUN``. Several GPUs (one node):
-``torchrun --nproc_per_node 8 -m cli.app train --data DIR --out RUN``. Several nodes: the same
-on every node with ``--nnodes N --node_rank R --rdzv_backend c10d --rdzv_endpoint HOST:PORT``.
+``torchrun --nproc_per_node 8 --no-python facebench train --data DIR --out RUN``. Several
+nodes: the same on every node with ``--nnodes N --node_rank R --rdzv_backend c10d
+--rdzv_endpoint HOST:PORT`` (the run folder must be on storage all nodes share, since rank 0
+writes the checkpoints that ``--resume`` reads on every rank).
 """
 
 from __future__ import annotations
