@@ -179,6 +179,9 @@ def test_report_table_and_verdicts_from_stored_records():
     assert report["complete"]
     text = markdown(report)
     assert "## Protocol (fixed before results)" in text and "N = 128 per scale group" in text
+    # The verdict rules are printed as their three bullets, whole.
+    rules = [line for line in text.splitlines() if line.startswith("* ")]
+    assert len(rules) == 3 and "**spread** is the sample standard deviation" in rules[0]
     # Drop one run: the report says it is partial and names the run.
     state.results = records[:-1]
     partial = build_report(state)

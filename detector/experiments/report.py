@@ -20,6 +20,7 @@ records; nothing is typed in by hand except the paper's published numbers.
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 from pathlib import Path
 
@@ -267,7 +268,8 @@ def markdown(report: dict) -> str:
 
 def _rule_lines(rules: str) -> list[str]:
     # The rules are the verdicts module's bullet list; re-flow each bullet onto one line.
-    return ["* " + " ".join(item.split()) for item in rules.split("* ") if item.strip()]
+    return ["* " + " ".join(item.split()) for item in re.split(r"(?m)^\s*\* ", rules)
+            if item.strip()]
 
 
 def _loss(x: float | None) -> str:
