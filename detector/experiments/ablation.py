@@ -77,6 +77,10 @@ def prepare_data(data: Path | None, out: Path, protocol: AblationProtocol,
                 f"{root}: no {needed}/ (need a WIDER layout with WIDER_train/, WIDER_val/, "
                 "wider_face_split/ and the evaluation ground_truth/, or a synthetic folder)"
             )
+    train_split = root / "wider_face_split" / "wider_face_train_bbx_gt.txt"
+    if not train_split.is_file():
+        raise FacebenchError(f"{train_split}: training split not found (the ablation trains "
+                             "on the train split and evaluates on val)")
     manifest = data / "synth.json"
     if manifest.is_file():
         synth = json.loads(manifest.read_text(encoding="utf-8"))
