@@ -219,6 +219,16 @@ def test_counts_do_not_depend_on_workers_or_chunks_and_seed_matters():
     assert a.designs["rpn"]["anchors"].sum() > one.designs["rpn"]["anchors"].sum()
 
 
+def test_augmentation_crop_bounds_the_anchor_grid():
+    data = _random_set(6, seed=4)
+    stats = count_anchor_stats(data, ["fpn-finest"], augment=TrainAugment(max_side=64))
+    # Every augmented image is at most 64 x 64: at most (64 / 4)^2 anchors per scale.
+    assert (stats.designs["fpn-finest"]["anchors"] <= 6 * 16 * 16).all()
+    full = count_anchor_stats(data, ["fpn-finest"], augment=IDENTITY)
+    padded = sum(math.ceil(im.height / 32) * math.ceil(im.width / 32) * 64 for im in data.images)
+    assert full.designs["fpn-finest"]["anchors"].tolist() == [padded] * 4
+
+
 def test_ohem_and_unknown_designs_are_rejected():
     data = _random_set(1, seed=0)
     with pytest.raises(FacebenchError, match="OHEM"):
