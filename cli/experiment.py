@@ -57,6 +57,9 @@ def _designs(text: str) -> list[str]:
               help="CI pipeline check: tiny data, 2 designs, a few iterations "
                    "(numbers meaningless).")
 @click.option("--workers", default=1, show_default=True, help="Data-loading processes per run.")
+@click.option("--threads", type=click.IntRange(0), default=0, show_default=True,
+              help="torch threads for training/detection (0: torch's default; 1 is faster "
+                   "on cores shared with other jobs).")
 @click.option("--report-only", is_flag=True,
               help="Train nothing: write the report from the runs finished so far.")
 @click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False),
@@ -65,7 +68,7 @@ def _designs(text: str) -> list[str]:
               help="Also write report.json here ('-' for stdout).")
 def ablation_command(data: Path | None, designs: str, seeds: int, budget: int | None,
                      protocol_name: str, backbone: str | None, quick: bool, workers: int,
-                     report_only: bool, out: Path, json_path: str | None) -> None:
+                     threads: int, report_only: bool, out: Path, json_path: str | None) -> None:
     """Train each design with identical budget, data, augmentation and seeds; report the
     paper's Table 1 layout (mean +- spread over seeds, paper numbers beside), Figure 2,
     the protocol and a computed verdict for each of the paper's claims (1)-(5).
@@ -85,7 +88,7 @@ def ablation_command(data: Path | None, designs: str, seeds: int, budget: int | 
         f"{protocol.iterations} iterations each ({protocol.backbone}) -> {out}")
     state = run_ablation(
         out, protocol, names, list(range(seeds)), data=data, workers=workers,
-        train=not report_only, log=log, train_progress=_TrainProgress(),
+        train=not report_only, log=log, train_progress=_TrainProgress(), threads=threads or None,
     )
     # Imported after the runs: a long ablation picks up the report code as it is at the end.
     from detector.experiments.report import write_report

@@ -136,8 +136,10 @@ def test_sample_budget_scales_with_anchor_count():
     assert scaled_budget(2048, 1200) == 2048
     assert scaled_budget(2048, 320) == 128  # 2048 * (320/1200)^2 = 145.6 -> 2^7
     assert scaled_budget(1024, 320) == 64
-    assert FULL.n_per_group == 128 and FULL.design_overrides() == {
-        "group_size": 128, "ohem_batch": 64}
+    assert QUICK.n_per_group == scaled_budget(2048, QUICK.train_max_side)
+    # cpu-full fixes N = 512 and B = 256 explicitly (see the protocol's notes).
+    assert FULL.design_overrides() == {"group_size": 512, "ohem_batch": 256}
+    assert "N = 128" in FULL.notes
 
 
 def test_run_key_covers_what_changes_results():

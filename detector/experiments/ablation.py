@@ -105,14 +105,20 @@ def run_ablation(
     log: Callable[[str], None] = lambda msg: None,
     train_progress: Callable[[int, int, dict], None] | None = None,
     deadline: float | None = None,
+    threads: int | None = None,
 ) -> AblationState:
     """Run (or reuse) every (design, seed) and count the anchor statistics; ``train=False``
     only collects finished runs (the report of a run in progress elsewhere). ``deadline``
     (a ``time.monotonic()`` value): start no new run after it; the rest stays missing and a
-    later call continues."""
+    later call continues. ``threads``: torch intra-op threads for this process (1 is much
+    faster than the default on cores shared with other jobs; results do not depend on it)."""
     from detector.designs import get_design
 
     start = time.perf_counter()
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     for name in designs:
         get_design(name, **protocol.design_overrides())  # unknown names fail before any work
     if not designs or not seeds:

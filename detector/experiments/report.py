@@ -187,6 +187,8 @@ def _protocol_lines(report: dict) -> list[str]:
         f"across them for the merged output; score >= {p['score_thresh']}; top "
         f"{p['max_detections']} per image per output. Official WIDER eval_tools protocol.",
     ]
+    if p.get("notes"):
+        lines.append(f"- Protocol history: {p['notes']}")
     if "synthetic" in data:
         s = data["synthetic"]
         par, counts = s.get("parameters") or {}, s.get("counts") or {}
