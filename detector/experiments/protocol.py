@@ -3,26 +3,28 @@
 An :class:`AblationProtocol` holds the data set (synthetic parameters when it is generated),
 the backbone, the training recipe (identical for every design: iterations, batch, learning
 rate, augmentation), the sample budgets (N per group and what it implies for the other
-samplers), and the test protocol (pyramid scales, NMS, detection caps). Two presets exist:
+samplers), and the test protocol (pyramid scales, NMS, detection caps). Presets:
 
-* :data:`FULL`: the CPU ablation (tiny backbone, 3000 iterations; 5 designs x 3 seeds in
-  about 40 minutes on 2 idle cores with one torch thread, all 8 designs in about 65);
+* :data:`FULL` (``cpu-full``): the CPU ablation (tiny backbone, 3000 iterations; 5 designs x
+  3 seeds in about 40 minutes on 2 idle cores with one torch thread, all 8 in about 65);
+* :data:`GPU` (``gpu-resnet50``): ResNet-50 on one GPU (``benchmarks/ablation_gpu.py``);
 * :data:`QUICK`: a pipeline check for CI (tiny data, a few iterations; numbers meaningless).
 
 Sample budget. The paper draws N = 2048 samples per scale group on crops of up to 1,200 px
 (about 90,000 anchors per scale at stride 4), i.e. ~2.3% of each scale's anchors. Scaling N
-by the anchor count of our 320 px crops (:func:`scaled_budget`) gives N = 128; the first
-CPU attempt with it (360 iterations) left every design near zero AP (All <= 1.5%, Easy
-<= 6.3% for rpn, fpn, fpn-finest and fpn-finest-stride): ~470 negatives per image are too few
-samples to learn the background in so short a schedule (see ``notes`` for the schedule). With the paper's N = 2048 unscaled,
-a 320 px crop has so few positives (~40 per image) that neither the random sampler's nor the
-per-group positive cap ever binds, and group sampling would reduce to the random sampler by
-construction. ``cpu-full`` therefore uses N = 512 (OHEM B = 256, the same factor): 4x the
-samples of the scaled value, while the per-group cap of 128 positives still binds on the
-images with large faces, where the imbalance of Figure 2 (b) comes from. This revision was
-made once, after the failed attempt and before any design comparison was read; the report
-prints it (``notes``). The random 1:3 baselines draw ``N * 4`` anchors per image (the
-design registry's rule), so every design sees the same number of samples per image.
+by the anchor count of our 320 px crops (:func:`scaled_budget`) gives N = 128; the first CPU
+attempt with it (360 iterations) left every design near zero AP (All <= 1.5%, Easy <= 6.3%
+for rpn, fpn, fpn-finest and fpn-finest-stride): ~470 negatives per image are too few
+samples to learn the background in so short a schedule (``notes`` has the schedule's
+history). With the paper's N = 2048 unscaled, a 320 px crop has so few positives (~40 per
+image) that neither the random sampler's nor the per-group positive cap ever binds, and
+group sampling would reduce to the random sampler by construction. ``cpu-full`` therefore
+uses N = 512 (OHEM B = 256, the same factor): 4x the samples of the scaled value, while the
+per-group cap of 128 positives still binds on the images with large faces, where the
+imbalance of Figure 2 (b) comes from. This revision was made once, after the failed attempt
+and before any design comparison was read; the report prints it (``notes``). The random 1:3
+baselines draw ``N * 4`` anchors per image (the design registry's rule), so every design
+sees the same number of samples per image.
 
 :meth:`AblationProtocol.run_key` hashes everything that determines one (design, seed) run's
 numbers; a finished run whose key matches is reused.
