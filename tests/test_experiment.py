@@ -149,6 +149,10 @@ def test_run_key_covers_what_changes_results():
                 FULL.run_key("fpn", 0, "other"),
                 FULL.with_changes(iterations=361).run_key("fpn", 0, "data"),
                 FULL.with_changes(test_scales=(1.0,)).run_key("fpn", 0, "data")}) == 6
+    # A new test protocol reuses the training run; a new schedule does not.
+    train = FULL.train_key("fpn", 0, "data")
+    assert FULL.with_changes(score_thresh=0.5).train_key("fpn", 0, "data") == train
+    assert FULL.with_changes(iterations=7).train_key("fpn", 0, "data") != train
 
 
 # ------------------------------------------------------------------ report from records
@@ -246,7 +250,7 @@ def test_quick_ablation_end_to_end_and_resume(tmp_path):
     assert json.loads((out / "report.json").read_text())["runs"] == report["runs"]
 
     # A run killed after training (no result.json) is finished from its checkpoint.
-    (run_dirs[0] / "result.json").unlink()
+    next(run_dirs[0].glob("result-*.json")).unlink()
     resumed = CliRunner().invoke(main, args, catch_exceptions=False)
     assert resumed.exit_code == 0 and "1 run(s) trained, 3 reused" in resumed.output
     rerun = json.loads((out / "report.json").read_text())["runs"]

@@ -1,13 +1,14 @@
 """One (design, seed) run of the ablation: train -> detect -> WIDER AP, resumable.
 
-Folder ``<runs>/<design>/seed<k>-<key[:12]>/``:
+Folder ``<runs>/<design>/seed<k>-<train key[:12]>/``:
 
 * ``train/``: the ``facebench train`` run (checkpoints, metrics.jsonl, model_final.pt);
 * ``detections/wider`` (all sub-detectors merged) and ``detections/wider@16`` ...
   ``wider@128`` (one sub-detector each; the paper's @16..@128 outputs), WIDER layout, each
   with ``protocol.json``;
-* ``result.json``, written last (atomically): the run key, configuration, training summary
-  and AP values. Its presence with a matching key marks the run finished; it is then reused.
+* ``result-<run key[:12]>.json``, written last (atomically): the run key, configuration,
+  training summary and AP values. Its presence with a matching key marks the run finished;
+  it is then reused. A new test protocol reuses the training and redoes detection.
 
 A killed run resumes from its newest training checkpoint (the training loop's exact resume);
 detection and evaluation are simply redone. A lock file keeps two processes from working on
@@ -37,7 +38,6 @@ from detector.experiments.protocol import AblationProtocol
 from facebench.atomic import write_json
 from facebench.errors import FacebenchError
 
-RESULT_FILE = "result.json"
 SETTINGS = ("easy", "medium", "hard", "all")
 
 
@@ -75,15 +75,22 @@ class RunSpec:
     def key(self) -> str:
         return self.protocol.run_key(self.design, self.seed, self.data.fingerprint)
 
+    @property
+    def train_key(self) -> str:
+        return self.protocol.train_key(self.design, self.seed, self.data.fingerprint)
+
     def folder(self, runs_root: Path) -> Path:
-        return runs_root / self.design / f"seed{self.seed}-{self.key[:12]}"
+        return runs_root / self.design / f"seed{self.seed}-{self.train_key[:12]}"
+
+    def result_path(self, runs_root: Path) -> Path:
+        return self.folder(runs_root) / f"result-{self.key[:12]}.json"
 
 
 def finished_result(spec: RunSpec, runs_root: Path) -> dict | None:
     """The stored result of ``spec`` if that run finished with the same key, else None."""
     import json
 
-    path = spec.folder(runs_root) / RESULT_FILE
+    path = spec.result_path(runs_root)
     if not path.is_file():
         return None
     try:
@@ -120,7 +127,7 @@ def execute_run(
     train_progress: Callable[[int, int, dict], None] | None = None,
 ) -> dict | None:
     """Train, detect and evaluate ``spec`` (resuming whatever exists); returns the result
-    record (also written to ``result.json``), or None when another process holds the run."""
+    record (also written to ``result-<key>.json``), or None when another process holds the run."""
     folder = spec.folder(runs_root)
     with run_lock(folder) as mine:
         if not mine:
@@ -142,6 +149,7 @@ def execute_run(
         timings["evaluate"] = time.perf_counter() - t0
         record = {
             "key": spec.key,
+            "train_key": spec.train_key,
             "design": spec.design,
             "seed": spec.seed,
             "protocol": spec.protocol.name,
@@ -160,7 +168,7 @@ def execute_run(
             "seconds": {k: round(v, 2) for k, v in timings.items()},
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        write_json(folder / RESULT_FILE, record)
+        write_json(spec.result_path(runs_root), record)
         return record
 
 
