@@ -29,6 +29,7 @@ import numpy as np
 from detector.experiments import verdicts as V
 from detector.experiments.ablation import AblationState
 from detector.experiments.paper import CLAIMS, METRICS, PAPER_AP, SUB_DETECTORS
+from detector.experiments.protocol import scaled_budget
 from facebench.atomic import atomic_open, write_json
 
 TITLES = {"easy": "Easy", "medium": "Medium", "hard": "Hard", "all": "All"}
@@ -179,9 +180,10 @@ def _protocol_lines(report: dict) -> list[str]:
         "augmentation and sampling seeds depend only on (seed, epoch, index).",
         f"- Samples: N = {p['n_per_group']} per scale group per image (group sampling, 1:3); "
         f"random 1:3 baselines draw {p['random_sampler_per_image']} per image; OHEM keeps "
-        f"B = {p['ohem_batch_b']}; focal loss uses every labelled anchor. N and B are the "
-        f"paper's 2048 and 1024 scaled by the anchor count of a {p['train_max_side']} px crop "
-        "against 1,200 px.",
+        f"B = {p['ohem_batch_b']}; focal loss uses every labelled anchor. The paper's 2048 "
+        f"and 1024 scaled by the anchor count of a {p['train_max_side']} px crop against "
+        f"1,200 px would be {scaled_budget(2048, p['train_max_side'])} and "
+        f"{scaled_budget(1024, p['train_max_side'])}.",
         f"- Test: pyramid scales {', '.join(str(s) for s in p['test_scales'])} (each side "
         f"<= {p['test_max_side']} px), NMS IoU {p['nms_iou']} within each sub-detector, then "
         f"across them for the merged output; score >= {p['score_thresh']}; top "
