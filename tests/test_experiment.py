@@ -281,3 +281,22 @@ def test_merged_writer_suppresses_across_scales_and_caps():
     np.testing.assert_array_equal(sink.rows, rows[[0, 2]])
     MergedWriter(sink, nms_iou=0.3, keep=1).write(None, rows)
     np.testing.assert_array_equal(sink.rows, rows[[0]])
+
+
+def test_code_fingerprint_follows_the_source(tmp_path, monkeypatch):
+    from detector.experiments import protocol
+
+    (tmp_path / "detector").mkdir()
+    (tmp_path / "detector" / "model.py").write_text("x = 1\n")
+    (tmp_path / "detector" / "inference.py").write_text("y = 1\n")
+    monkeypatch.setattr(protocol, "_REPO", tmp_path)
+
+    def fresh(part: str) -> str:
+        monkeypatch.setattr(protocol, "_code_cache", {})
+        return protocol.code_fingerprint(part)
+
+    train, test = fresh("train"), fresh("test")
+    (tmp_path / "detector" / "inference.py").write_text("y = 2\n")
+    assert fresh("train") == train and fresh("test") != test  # inference is test code
+    (tmp_path / "detector" / "model.py").write_text("x = 2\n")
+    assert fresh("train") != train

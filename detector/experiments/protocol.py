@@ -27,7 +27,7 @@ baselines draw ``N * 4`` anchors per image (the design registry's rule), so ever
 sees the same number of samples per image.
 
 :meth:`AblationProtocol.run_key` hashes everything that determines one (design, seed) run's
-numbers; a finished run whose key matches is reused.
+numbers, the source code included; a finished run whose key matches is reused.
 """
 
 from __future__ import annotations
@@ -155,11 +155,13 @@ class AblationProtocol:
         }
 
     def train_key(self, design: str, seed: int, data_fingerprint: str) -> str:
-        """Hex digest of everything that determines the (design, seed) training run."""
+        """Hex digest of everything that determines the (design, seed) training run: the
+        design, seed, data, recipe and the training code itself (:func:`code_fingerprint`)."""
         blob = json.dumps(
             {
                 "format": RUN_FORMAT, "design": design, "seed": int(seed),
                 "data": data_fingerprint, "train": self.train_recipe(),
+                "code": code_fingerprint("train"),
             },
             sort_keys=True,
         )
@@ -170,7 +172,7 @@ class AblationProtocol:
         training run and the test protocol (a new test protocol reuses the training)."""
         blob = json.dumps(
             {"train": self.train_key(design, seed, data_fingerprint),
-             "test": self.test_protocol()},
+             "test": self.test_protocol(), "code": code_fingerprint("test")},
             sort_keys=True,
         )
         return hashlib.sha256(blob.encode()).hexdigest()
@@ -221,6 +223,40 @@ GPU = AblationProtocol(
     clip_grad_norm=10.0,
 )
 PRESETS: dict[str, AblationProtocol] = {p.name: p for p in (FULL, QUICK, GPU)}
+
+
+_REPO = Path(__file__).resolve().parents[2]
+#: Source files whose bytes key the runs. Training: the detector package (minus inference and
+#: the statistics). Test: inference, the run's detection/evaluation code and the evaluator.
+CODE_FILES: dict[str, tuple[str, ...]] = {
+    "train": ("detector/*.py",),
+    "test": (
+        "detector/inference.py", "detector/experiments/runs.py", "facebench/detection.py",
+        "facebench/evaluation/wider.py", "facebench/evaluation/wider_match.py",
+        "facebench/formats/wider.py",
+    ),
+}
+_NOT_TRAINING = {"detector/inference.py", "detector/anchor_stats.py", "detector/__init__.py"}
+_code_cache: dict[str, str] = {}
+
+
+def code_fingerprint(part: str) -> str:
+    """SHA-256 over the source files of ``part`` (``train`` or ``test``), read once per
+    process (the code this process runs): any edit to them, even to a comment, makes the
+    runs it keys stale, so results of older code are never mixed with newer ones."""
+    if part not in _code_cache:
+        paths: list[Path] = []
+        for pattern in CODE_FILES[part]:
+            paths += sorted(_REPO.glob(pattern))
+        digest = hashlib.sha256()
+        for path in paths:
+            rel = path.relative_to(_REPO).as_posix()
+            if part == "train" and rel in _NOT_TRAINING:
+                continue
+            digest.update(rel.encode())
+            digest.update(path.read_bytes())
+        _code_cache[part] = digest.hexdigest()
+    return _code_cache[part]
 
 
 def data_fingerprint(wider_root: Path) -> str:
