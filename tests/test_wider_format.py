@@ -7,6 +7,8 @@ the val txt) and from hand-written broken copies.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import scipy.io as sio
@@ -224,6 +226,17 @@ def test_write_eval_gt_reproduces_official_structure(shared_data, tmp_path):
     for setting in ("easy", "medium", "hard"):
         for a, b in zip(again.flat_keep(setting), gt.flat_keep(setting), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_write_eval_gt_bytes_depend_only_on_content(shared_data, tmp_path):
+    # scipy stamps the time into MAT headers; ours must not, so data sets are reproducible.
+    gt = read_eval_gt(shared_data / "widerface_val_416" / "ground_truth")
+    write_eval_gt(tmp_path / "a", gt)
+    time.sleep(1.1)
+    write_eval_gt(tmp_path / "b", gt)
+    for path in sorted((tmp_path / "a").glob("*.mat")):
+        assert path.read_bytes() == (tmp_path / "b" / path.name).read_bytes(), path.name
+        assert path.read_bytes().startswith(b"MATLAB 5.0 MAT-file")
 
 
 def test_write_eval_gt_uses_uint16_for_large_indices(tmp_path):

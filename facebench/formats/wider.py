@@ -261,6 +261,9 @@ def read_eval_gt(gt_dir: str | Path) -> WiderEvalGT:
     return WiderEvalGT(events, files, boxes, keep, attributes)
 
 
+_MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: facebench"
+
+
 def write_eval_gt(gt_dir: str | Path, gt: WiderEvalGT) -> None:
     """Write the four official evaluation .mat files into ``gt_dir`` (each atomically).
 
@@ -295,8 +298,14 @@ def write_eval_gt(gt_dir: str | Path, gt: WiderEvalGT) -> None:
             if len(lists) != n_events:
                 raise ValueError(f"keep[{key!r}] has {len(lists)} events, expected {n_events}")
             content["gt_list"] = _cell([_cell([_gt_list_entry(k) for k in ev]) for ev in lists])
+        buffer = io.BytesIO()
+        savemat(buffer, content, do_compression=True, oned_as="column")
+        data = buffer.getbuffer()
+        # scipy stamps the creation time into the 116-byte text header; a fixed text keeps
+        # the bytes a function of the content (reproducible data sets, stable checksums).
+        data[:116] = _MAT_HEADER.ljust(116, b" ")
         with atomic_open(gt_dir / filename, "wb") as f:
-            savemat(f, content, do_compression=True, oned_as="column")
+            f.write(data)
 
 
 # ------------------------------------------------------------------- prediction folders

@@ -44,8 +44,6 @@ MIN_MAX_SIDE = 128
 MAX_MAX_SIDE = 4096
 #: Face-height histogram bin edges (pixels) reported in the manifest; the last bin is open.
 HEIGHT_BINS = (0, 6, 10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 400)
-# MAT-file headers carry a creation time; a fixed text keeps the bytes a function of the seed.
-_MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: facebench synth"
 
 ProgressFn = Callable[[int, int], None]
 
@@ -204,18 +202,7 @@ def _write_eval_gt(gt_dir: Path, val: list[SynthImage]) -> dict[str, int]:
         attributes=[[im.attributes for im in images] for images in per_event],
     )
     write_eval_gt(gt_dir, gt)
-    for path in sorted(gt_dir.glob("*.mat")):
-        _fix_mat_header(path)
     return counts
-
-
-def _fix_mat_header(path: Path) -> None:
-    """Replace the creation time in a MAT-file's 116-byte text header with fixed text."""
-    data = bytearray(path.read_bytes())
-    if not data.startswith(b"MATLAB 5.0 MAT-file"):
-        raise FacebenchError(f"{path}: unexpected MAT-file header")
-    data[:116] = _MAT_HEADER.ljust(116, b" ")
-    path.write_bytes(bytes(data))
 
 
 def _write_fddb(root: Path, val: list[SynthImage]) -> None:
