@@ -172,8 +172,11 @@ def _protocol_lines(report: dict) -> list[str]:
         f"this report was written); designs "
         f"{', '.join(p['designs'])}; seeds {', '.join(str(s) for s in p['seeds'])}.",
         f"- Backbone `{p['backbone']}` (random init, nothing downloaded); {p['iterations']} "
-        f"iterations x {p['batch_size']} images, SGD lr {p['lr']} (momentum 0.9, weight decay "
-        "5e-5, warm-up, x0.1 at 60% and 80%).",
+        f"iterations x {p['batch_size']} images, "
+        + ("SGD (momentum 0.9)" if p.get("optimizer", "sgd") == "sgd" else "AdamW")
+        + f" lr {p['lr']}, weight decay 5e-5, warm-up, x0.1 at 60% and 80%"
+        + (f", gradient norm clipped at {p['clip_grad_norm']}" if p.get("clip_grad_norm")
+           else "") + ".",
         f"- Augmentation (same for every design and seed): scale jitter "
         f"{', '.join(str(s) for s in p['scale_choices'])}, random crop to "
         f"{p['train_max_side']} px, horizontal flip {'on' if p['flip'] else 'off'}; per-image "

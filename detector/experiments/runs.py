@@ -181,7 +181,8 @@ def _train(spec: RunSpec, out: Path, workers: int, log, progress):
     cfg = TrainConfig(
         data=str(spec.data.data_arg), out=str(out), design=spec.design, backbone=p.backbone,
         overrides=p.design_overrides(), iterations=p.iterations, batch_size=p.batch_size,
-        lr=p.lr, max_side=p.train_max_side, scale_choices=p.scale_choices, flip=p.flip,
+        lr=p.lr, optimizer=p.optimizer, max_side=p.train_max_side,
+        scale_choices=p.scale_choices, flip=p.flip,
         workers=workers, seed=spec.seed, device="auto", amp=p.amp,
         clip_grad_norm=p.clip_grad_norm,
         checkpoint_every=max(p.iterations // 6, 1), keep_checkpoints=1, log_every=10,
