@@ -300,3 +300,12 @@ def test_code_fingerprint_follows_the_source(tmp_path, monkeypatch):
     assert fresh("train") == train and fresh("test") != test  # inference is test code
     (tmp_path / "detector" / "model.py").write_text("x = 2\n")
     assert fresh("train") != train
+
+
+def test_run_lock_is_exclusive(tmp_path):
+    from detector.experiments.runs import run_lock
+
+    with run_lock(tmp_path, wait_s=0.0) as first, run_lock(tmp_path, wait_s=0.2) as second:
+        assert first and not second
+    with run_lock(tmp_path, wait_s=0.0) as again:
+        assert again  # released on exit

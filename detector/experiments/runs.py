@@ -101,16 +101,22 @@ def finished_result(spec: RunSpec, runs_root: Path) -> dict | None:
 
 
 @contextlib.contextmanager
-def run_lock(folder: Path) -> Iterator[bool]:
-    """Hold an exclusive lock on ``folder/.lock``; yields False if another process has it."""
+def run_lock(folder: Path, wait_s: float = 30.0) -> Iterator[bool]:
+    """Hold an exclusive lock on ``folder/.lock``; yields False if another process still has
+    it after ``wait_s`` seconds (a killed run's data-loader workers hold it a moment longer)."""
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(1.0)
         try:
             yield True
         finally:
