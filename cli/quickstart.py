@@ -31,7 +31,7 @@ from facebench.errors import FacebenchError
 QUICK = {
     "design": "fpn-finest-sampling",
     "overrides": {"group_size": 256},
-    "iterations": 1500,
+    "iterations": 600,
     "batch_size": 2,
     "optimizer": "adamw",
     "lr": 0.003,
