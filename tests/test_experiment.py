@@ -309,3 +309,21 @@ def test_run_lock_is_exclusive(tmp_path):
         assert first and not second
     with run_lock(tmp_path, wait_s=0.0) as again:
         assert again  # released on exit
+
+
+def test_report_only_finds_results_of_older_code(tmp_path):
+    from detector.experiments.runs import RunSpec, finished_result, older_code_result
+
+    spec = RunSpec("fpn", 0, QUICK, DataSet(tmp_path, tmp_path, "data-x"))
+    folder = tmp_path / "runs" / "fpn" / "seed0-0123456789ab"
+    folder.mkdir(parents=True)
+    record = {"key": "made-by-older-code", "design": "fpn", "seed": 0,
+              "data_fingerprint": "data-x", "train_recipe": QUICK.train_recipe(),
+              "test_protocol": QUICK.test_protocol(), "finished": "2026-01-01T00:00:00Z"}
+    (folder / "result-made-by-old.json").write_text(json.dumps(record))
+    other = {**record, "train_recipe": {**QUICK.train_recipe(), "iterations": 99}}
+    (folder / "result-other-recipe.json").write_text(json.dumps(other))
+    assert finished_result(spec, tmp_path / "runs") is None  # never reused for training
+    found = older_code_result(spec, tmp_path / "runs")
+    assert found is not None and found["older_code"] and found["key"] == "made-by-older-code"
+    assert older_code_result(RunSpec("fpn", 1, QUICK, spec.data), tmp_path / "runs") is None

@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from detector.experiments.protocol import AblationProtocol, data_fingerprint
-from detector.experiments.runs import DataSet, RunSpec, execute_run, finished_result
+from detector.experiments.runs import (
+    DataSet,
+    RunSpec,
+    execute_run,
+    finished_result,
+    older_code_result,
+)
 from facebench.errors import FacebenchError
 
 ANCHOR_STATS_FILE = "anchor_stats.json"
@@ -149,7 +155,12 @@ def run_ablation(
                         f"(train {record['seconds']['train']:.0f}s, "
                         f"detect {record['seconds']['detect']:.0f}s)")
             else:
-                state.skipped += 1
+                # Report only: results of an older code version count, flagged as such.
+                record = older_code_result(spec, runs_root)
+                if record is None:
+                    state.skipped += 1
+                else:
+                    state.reused += 1
             if record is not None:
                 state.results.append(record)
     state.anchor_stats = anchor_statistics(out, dataset, protocol, designs, log)

@@ -93,6 +93,7 @@ def build_report(state: AblationState) -> dict:
             "ap": {m: round(100.0 * r["ap"][m], 3) for m in METRICS},
             "train_seconds": r["seconds"]["train"], "detect_seconds": r["seconds"]["detect"],
             "first_loss": r["train"]["first_loss"], "last_loss": r["train"]["last_loss"],
+            "older_code": bool(r.get("older_code", False)),
         }
         for r in sorted(state.results, key=lambda r: (r["seed"], r["design"]))
     ]
@@ -254,6 +255,11 @@ def markdown(report: dict) -> str:
         missing = ", ".join(f"{m['design']}/seed {m['seed']}" for m in report["missing_runs"])
         lines += [f"**Partial results**: runs not finished yet: {missing}. Re-run the same "
                   "command to continue (finished runs are reused).", ""]
+    older = [f"{r['design']}/seed {r['seed']}" for r in report["runs"] if r.get("older_code")]
+    if older:
+        lines += [f"**Older code**: {', '.join(older)} were produced by an earlier version of "
+                  "the detector or evaluation code than the one that wrote this report "
+                  "(--report-only); re-run without it to redo them with the current code.", ""]
     lines += ["## Protocol (fixed before results)", "", *_protocol_lines(report), "",
               "## Results", "", *results_table(report), "",
               "## Verdicts on the paper's claims", "", "Rules:", "",

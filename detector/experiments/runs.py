@@ -100,6 +100,33 @@ def finished_result(spec: RunSpec, runs_root: Path) -> dict | None:
     return record if record.get("key") == spec.key else None
 
 
+def older_code_result(spec: RunSpec, runs_root: Path) -> dict | None:
+    """A finished result of ``spec``'s design, seed, data, recipe and test protocol that an
+    older version of the code produced (its key differs only by the code fingerprint), with
+    ``"older_code": True``; the newest such record, or None. For reports, never for reuse."""
+    import json
+
+    found = []
+    for path in (runs_root / spec.design).glob(f"seed{spec.seed}-*/result-*.json"):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        same = (
+            record.get("seed") == spec.seed
+            and record.get("data_fingerprint") == spec.data.fingerprint
+            and record.get("train_recipe") == json.loads(json.dumps(
+                spec.protocol.train_recipe()))
+            and record.get("test_protocol") == json.loads(json.dumps(
+                spec.protocol.test_protocol()))
+        )
+        if same:
+            found.append(record)
+    if not found:
+        return None
+    return {**max(found, key=lambda r: r.get("finished", "")), "older_code": True}
+
+
 @contextlib.contextmanager
 def run_lock(folder: Path, wait_s: float = 30.0) -> Iterator[bool]:
     """Hold an exclusive lock on ``folder/.lock``; yields False if another process still has
