@@ -175,7 +175,7 @@ def anchor_statistics(out: Path, dataset: DataSet, protocol: AblationProtocol,
     import hashlib
     import json
 
-    from detector.anchor_stats import count_anchor_stats, open_training_set
+    from detector.anchor_stats import check_countable, count_anchor_stats, open_training_set
     from detector.augment import TrainAugment
     from detector.designs import get_design
     from facebench.atomic import write_json
@@ -192,8 +192,17 @@ def anchor_statistics(out: Path, dataset: DataSet, protocol: AblationProtocol,
     log("counting anchor statistics (Figure 2) on the training split")
     training = open_training_set(dataset.data_arg, split="train")
     augment = TrainAugment(protocol.train_max_side, protocol.scale_choices, protocol.flip)
-    resolved = [get_design(d, **protocol.design_overrides()) for d in designs]
+    resolved, not_counted = [], {}
+    for name in designs:
+        design = get_design(name, **protocol.design_overrides())
+        try:
+            check_countable(design)
+        except FacebenchError as exc:
+            # OHEM picks samples by a trained model's loss: no model-free statistics.
+            not_counted[name] = str(exc)
+            continue
+        resolved.append(design)
     stats = count_anchor_stats(training, resolved, epochs=1, seed=0, augment=augment)
-    record = {"key": key, **stats.to_dict()}
+    record = {"key": key, **stats.to_dict(), "not_counted": not_counted}
     write_json(path, record)
     return record

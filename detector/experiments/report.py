@@ -232,6 +232,8 @@ def _anchor_lines(report: dict) -> list[str]:
         "recall ceiling |",
         "|---|---|---|---|",
     ]
+    for name, reason in (stats.get("not_counted") or {}).items():
+        lines.append(f"| {name} | not counted: {reason} | | |")
     for name, d in designs.items():
         pos = " / ".join(f"{v:.3f}" for v in d["normalised"]["positives"])
         neg = " / ".join(f"{v:.3f}" for v in d["normalised"]["negatives"])
