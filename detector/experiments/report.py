@@ -232,14 +232,23 @@ def _anchor_lines(report: dict) -> list[str]:
         "recall ceiling |",
         "|---|---|---|---|",
     ]
-    for name, reason in (stats.get("not_counted") or {}).items():
-        lines.append(f"| {name} | not counted: {reason} | | |")
     for name, d in designs.items():
         pos = " / ".join(f"{v:.3f}" for v in d["normalised"]["positives"])
         neg = " / ".join(f"{v:.3f}" for v in d["normalised"]["negatives"])
         ceiling = d.get("recall_ceiling")
         lines.append(f"| {name} | {pos} | {neg} | "
                      f"{'n/a' if ceiling is None else f'{ceiling:.3f}'} |")
+    for name, reason in (stats.get("not_counted") or {}).items():
+        lines.append(f"| {name} | not counted: {reason} | | |")
+    base, gs = designs.get("fpn-finest"), designs.get("fpn-finest-sampling")
+    if base and gs:
+        # How strongly group sampling changes what the classifier sees, at this scale.
+        ratio = [g / b if b else float("nan")
+                 for g, b in zip(gs["sampled_positives"], base["sampled_positives"], strict=True)]
+        lines += ["", "Group sampling against fpn-finest, sampled positives per scale "
+                  "(fpn-finest-sampling / fpn-finest), @16/@32/@64/@128: "
+                  + " / ".join(f"{r:.2f}" for r in ratio)
+                  + ". A ratio near 1 means the per-group cap rarely binds at this scale."]
     return lines
 
 
