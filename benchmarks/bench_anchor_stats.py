@@ -123,6 +123,7 @@ def main() -> None:
     parser.add_argument("--prefilter-images", type=int, default=40)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument("--plot", type=Path, default=None, help="Figure 2 PNG")
     args = parser.parse_args()
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs,"
@@ -167,6 +168,10 @@ def main() -> None:
     table = figure2_markdown(stats)
     print()
     print(table)
+    if args.plot is not None:
+        from cli.stats_anchors import plot_distributions
+
+        plot_distributions(stats, args.plot)
     if args.markdown is not None:
         with atomic_open(args.markdown, "w", encoding="utf-8") as f:
             f.write(table)
