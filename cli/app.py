@@ -62,11 +62,17 @@ def stats_group() -> None:
 
 
 # Modules that define commands; each attaches itself to one of the groups above.
-_COMMAND_MODULES: list[str] = ["cli.detect", "cli.eval_fddb", "cli.bench", "cli.train", "cli.data_synth"]
-_COMMAND_MODULES.append("cli.eval_wider")
-_COMMAND_MODULES.append("cli.stats_anchors")
-_COMMAND_MODULES.append("cli.experiment")
-_COMMAND_MODULES.append("cli.quickstart")
+_COMMAND_MODULES: list[str] = [
+    "cli.data_synth",
+    "cli.train",
+    "cli.detect",
+    "cli.eval_wider",
+    "cli.eval_fddb",
+    "cli.stats_anchors",
+    "cli.bench",
+    "cli.quickstart",
+    "cli.experiment",
+]
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(_name)

@@ -52,19 +52,24 @@ QUICK = {
 @click.option("--backbone", default="tiny", show_default=True,
               type=click.Choice(["tiny", "resnet18"]), help="Small backbone for CPU.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(0), default=1, show_default=True,
+              help="torch threads (0: torch's default). One thread is as fast for the small "
+              "CPU model and immune to oversubscription on a busy machine.")
 @click.option("--workers", default=0, show_default=True,
               help="Data-loading processes (0: load in the training process).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Also write the summary JSON here ('-' for stdout).")
 def quickstart_command(out: str, images: int, iterations: int, backbone: str, seed: int,
-                       workers: int, json_path: str | None) -> None:
+                       threads: int, workers: int, json_path: str | None) -> None:
     """Synthetic data -> train -> detect -> WIDER AP and FDDB ROC report, on CPU.
 
     Writes OUT/summary.json ({"wider": {"easy", "medium", "hard"}, "fddb": {"discrete":
     {"1000": tpr}}, "train": {"iterations", "seconds"}, ...}) and OUT/report/.
     """
+    from cli.train import set_threads
     from facebench.atomic import write_json
 
+    set_threads(threads)
     summary = run_quickstart(Path(out), images, iterations, backbone, seed, workers)
     _print_table(summary)
     if json_path:
