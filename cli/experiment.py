@@ -73,7 +73,7 @@ def ablation_command(data: Path | None, designs: str, seeds: int, budget: int | 
     paper's Table 1 layout (mean +- spread over seeds, paper numbers beside), Figure 2,
     the protocol and a computed verdict for each of the paper's claims (1)-(5).
     """
-    from cli.train import _TrainProgress
+    from cli.train import TrainProgress
     from detector.experiments.ablation import run_ablation
     from detector.experiments.protocol import DESIGN_PRESETS, PRESETS, QUICK
     from facebench.atomic import write_json
@@ -88,7 +88,7 @@ def ablation_command(data: Path | None, designs: str, seeds: int, budget: int | 
         f"{protocol.iterations} iterations each ({protocol.backbone}) -> {out}")
     state = run_ablation(
         out, protocol, names, list(range(seeds)), data=data, workers=workers,
-        train=not report_only, log=log, train_progress=_TrainProgress(), threads=threads or None,
+        train=not report_only, log=log, train_progress=TrainProgress(), threads=threads or None,
     )
     # Imported after the runs: a long ablation picks up the report code as it is at the end.
     from detector.experiments.report import write_report

@@ -167,7 +167,7 @@ def _make_data(data: Path, images: int, seed: int) -> dict:
 
 
 def _train(data: Path, run: Path, iterations: int, backbone: str, seed: int, workers: int):
-    from cli.train import _TrainProgress
+    from cli.train import TrainProgress
     from detector.train import TrainConfig, train
 
     log(f"[2/4] training {QUICK['design']} ({backbone}) for {iterations} iterations -> {run}")
@@ -183,7 +183,7 @@ def _train(data: Path, run: Path, iterations: int, backbone: str, seed: int, wor
     )
     from cli.console import warn
 
-    result = train(cfg, progress=_TrainProgress(), warn=warn)
+    result = train(cfg, progress=TrainProgress(), warn=warn)
     log(f"trained {result.iterations} iterations in {result.seconds:.0f}s "
         f"({result.images_per_s:.2f} images/s), loss {result.first_loss:.3f} -> "
         f"{result.last_loss:.3f}")

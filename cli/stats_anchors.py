@@ -144,6 +144,8 @@ def stats_anchors(
     if csv_path is not None:
         write_csv(csv_path, stats.rows())
     if plot_path is not None:
+        from detector.anchor_stats import plot_distributions
+
         plot_distributions(stats, plot_path)
         log(f"figure: {plot_path}")
 
@@ -212,47 +214,3 @@ def write_csv(path: str | Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-
-
-def plot_distributions(stats, path: str | Path) -> None:
-    """The paper's Figure 2, one column per design (side by side): the distribution over
-    anchor scales of the sampled positives (top row) and of the sampled negatives (bottom
-    row), each normalised to sum to 1 for the design; titles give the positives' share of all
-    samples, which is too small on WIDER to show on a common axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    items = list(stats.designs.items())
-    fig, axes = plt.subplots(
-        2, len(items), figsize=(2.9 * len(items), 5.2), sharey="row", squeeze=False
-    )
-    for k, (name, design_stats) in enumerate(items):
-        pos, neg = design_stats.distributions()
-        pos_share = float(design_stats.shares()[0].sum())
-        x = np.arange(design_stats.design.num_scales)
-        labels = [str(s) for s in design_stats.design.scales]
-        letter = f"({chr(ord('a') + k)}) " if k < 26 else ""
-        for row, (values, colour, what) in enumerate(
-            ((pos, "tab:red", "positive"), (neg, "tab:blue", "negative"))
-        ):
-            ax = axes[row][k]
-            ax.bar(x, values, width=0.6, color=colour)
-            ax.set_xticks(x, labels)
-            ax.grid(axis="y", alpha=0.3)
-            if row == 0:
-                ax.set_title(f"{letter}{name}\npositives {pos_share:.2%} of samples", fontsize=9)
-            else:
-                ax.set_xlabel("anchor scale")
-            if k == 0:
-                ax.set_ylabel(f"{what} samples\n(fraction per scale)")
-    fig.suptitle(
-        f"{stats.source['kind']}: {stats.images_counted} images x {stats.epochs} epoch(s)",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=120)
-    plt.close(fig)

@@ -43,7 +43,7 @@ def _overrides(items: tuple[str, ...]) -> dict:
     return out
 
 
-class _TrainProgress:
+class TrainProgress:
     """A rich bar on a terminal; otherwise a plain line about every tenth of the run."""
 
     def __init__(self) -> None:
@@ -149,7 +149,7 @@ def train_command(**opts) -> None:
         keep_checkpoints=opts["keep_checkpoints"], log_every=opts["log_every"],
         resume=opts["resume"], tensorboard=opts["tensorboard"],
     )
-    result = train(cfg, progress=_TrainProgress(), warn=warn)
+    result = train(cfg, progress=TrainProgress(), warn=warn)
     if result.images == 0:
         log(f"nothing to do: {cfg.out} already finished {result.iterations} iterations")
     else:

@@ -55,3 +55,9 @@ def test_atomic_open_gives_umask_mode_and_leaves_no_temp_on_error(tmp_path):
         pass
     assert target.read_text() == "ok"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_cli_start_up_does_not_import_torch():
+    # Every command module is imported for --help; torch must wait for the command body.
+    code = "import sys, cli.app\nassert 'torch' not in sys.modules, 'cli.app imported torch'\n"
+    subprocess.run([sys.executable, "-c", code], check=True)

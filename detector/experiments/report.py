@@ -305,8 +305,7 @@ def _loss(x: float | None) -> str:
 
 def plot_figure2(state: AblationState, path: Path) -> None:
     """The paper's Figure 2 for the ablation's designs, from the cached anchor counts."""
-    from cli.stats_anchors import plot_distributions
-    from detector.anchor_stats import COUNT_FIELDS, AnchorStats, DesignStats
+    from detector.anchor_stats import COUNT_FIELDS, AnchorStats, DesignStats, plot_distributions
     from detector.designs import get_design
 
     stats = state.anchor_stats or {}
