@@ -8,6 +8,7 @@ import click
 
 from cli.app import eval_group
 from cli.console import ProgressCallback, console, interactive, log, warn
+from cli.specs import parse_method_specs
 from facebench.errors import FacebenchError
 
 
@@ -30,17 +31,6 @@ def _parse_at(values: tuple[str, ...]) -> tuple[float, ...]:
     if not out:
         raise click.BadParameter("give at least one false-positive count", param_hint="--at")
     return tuple(out)
-
-
-def _split_name(spec: str) -> tuple[str, Path]:
-    """``NAME=FILE`` or ``FILE`` (name: the file's stem, or the folder's name)."""
-    if "=" in spec and not Path(spec).exists():
-        name, _, file = spec.partition("=")
-        if not name or not file:
-            raise FacebenchError(f"{spec!r}: expected NAME=FILE")
-        return name, Path(file)
-    path = Path(spec)
-    return (path.name if path.is_dir() else path.stem), path
 
 
 @eval_group.command("fddb")
@@ -162,11 +152,7 @@ def eval_fddb(
     at = _parse_at(at_values)
     if (images_dir is None) == (sizes_csv is None):
         raise click.UsageError("give exactly one of --images DIR or --image-sizes CSV")
-    methods = [_split_name(spec) for spec in dets]
-    names = [n for n, _ in methods]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise FacebenchError(f"method name {duplicates[0]!r} used twice: use NAME=FILE")
+    methods = parse_method_specs(dets)
 
     fold_numbers = _available_folds(folds_dir)
     all_images = read_folds(folds_dir, fold_numbers)

@@ -8,27 +8,9 @@ import click
 
 from cli.app import eval_group
 from cli.console import ProgressCallback, log, warn
-from facebench.errors import FacebenchError
+from cli.specs import parse_method_specs
 
 _SHOWN = 5  # problems listed one by one before summarising the rest
-
-
-def parse_method_specs(specs: tuple[str, ...]) -> list[tuple[str, Path]]:
-    """``NAME=DIR`` or ``DIR`` (named after the folder) -> [(name, dir)]; names must differ."""
-    methods: list[tuple[str, Path]] = []
-    for spec in specs:
-        name, sep, folder = spec.partition("=")
-        if sep and name and not Path(spec).exists():
-            path = Path(folder)
-        else:
-            path = Path(spec)
-            name = path.resolve().name or str(path)
-        if any(name == other for other, _ in methods):
-            raise FacebenchError(
-                f"method name {name!r} given twice; name the folders with NAME=DIR"
-            )
-        methods.append((name, path))
-    return methods
 
 
 @eval_group.command("wider")

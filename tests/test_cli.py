@@ -61,3 +61,27 @@ def test_cli_start_up_does_not_import_torch():
     # Every command module is imported for --help; torch must wait for the command body.
     code = "import sys, cli.app\nassert 'torch' not in sys.modules, 'cli.app imported torch'\n"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_method_specs_names_and_duplicates(tmp_path):
+    import pytest
+
+    from cli.specs import parse_method_specs
+    from facebench.errors import FacebenchError
+
+    folder = tmp_path / "preds"
+    folder.mkdir()
+    dets = tmp_path / "mine.txt"
+    dets.write_text("")
+    odd = tmp_path / "a=b"
+    odd.mkdir()
+    assert parse_method_specs([str(folder), str(dets), f"x={folder}", str(odd)]) == [
+        ("preds", folder),
+        ("mine", dets),
+        ("x", folder),
+        ("a=b", odd),
+    ]
+    with pytest.raises(FacebenchError, match="given twice"):
+        parse_method_specs([str(folder), f"preds={dets}"])
+    with pytest.raises(FacebenchError, match="NAME=PATH"):
+        parse_method_specs([f"={folder}"])

@@ -192,4 +192,4 @@ def test_missing_size_and_option_errors(setup, tmp_path):
     twice = _run(
         [dets, f"rects={dets}", "--folds", setup["folds"], "--image-sizes", setup["sizes"]]
     )
-    assert twice.exit_code == 2 and "used twice" in twice.output
+    assert twice.exit_code == 2 and "given twice" in twice.output

@@ -1,0 +1,30 @@
+"""Parsing of ``NAME=PATH`` method arguments shared by the evaluators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from facebench.errors import FacebenchError
+
+
+def parse_method_specs(specs: tuple[str, ...] | list[str]) -> list[tuple[str, Path]]:
+    """``NAME=PATH`` or ``PATH`` -> [(name, path)], in argument order.
+
+    An unnamed path is named after its folder (a prediction folder) or its file stem (a
+    detection file). A spec containing ``=`` that exists as a path is taken as a path, so
+    odd file names still work. Names must be unique: they key the results.
+    """
+    methods: list[tuple[str, Path]] = []
+    for spec in specs:
+        name, sep, rest = spec.partition("=")
+        if sep and not Path(spec).exists():
+            if not name or not rest:
+                raise FacebenchError(f"{spec!r}: expected NAME=PATH")
+            path = Path(rest)
+        else:
+            path = Path(spec)
+            name = path.stem if path.is_file() else (path.resolve().name or str(path))
+        if any(name == other for other, _ in methods):
+            raise FacebenchError(f"method name {name!r} given twice; name them with NAME=PATH")
+        methods.append((name, path))
+    return methods
