@@ -26,7 +26,19 @@ BACKBONES = ("resnet50", "resnet18", "tiny")
 _LEVELS = ("C2", "C3", "C4", "C5")
 
 
-class ResNetBackbone(nn.Module):
+class _StagedBackbone(nn.Module):
+    """A stem followed by ``self.stages``; forward returns {"C2": ..., up to the last stage}."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.stem(x)
+        out = {}
+        for level, stage in zip(_LEVELS, self.stages, strict=False):
+            x = stage(x)
+            out[level] = x
+        return out
+
+
+class ResNetBackbone(_StagedBackbone):
     """torchvision ResNet trunk returning C2..``last_level``."""
 
     def __init__(
@@ -51,16 +63,8 @@ class ResNetBackbone(nn.Module):
             for module in (self.stem, self.stages[0]):
                 module.requires_grad_(False)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.stem(x)
-        out = {}
-        for level, stage in zip(_LEVELS, self.stages, strict=False):
-            x = stage(x)
-            out[level] = x
-        return out
 
-
-class TinyBackbone(nn.Module):
+class TinyBackbone(_StagedBackbone):
     """Five 3x3 stride-2 conv + ReLU layers: C2 (16 ch, stride 4) .. C5 (32 ch, stride 32)."""
 
     def __init__(self, last_level: str = "C5") -> None:
@@ -73,14 +77,6 @@ class TinyBackbone(nn.Module):
             cin = width
         self.stages = nn.ModuleList(layers)
         self.out_channels = dict(zip(_LEVELS, widths, strict=True))
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.stem(x)
-        out = {}
-        for level, stage in zip(_LEVELS, self.stages, strict=False):
-            x = stage(x)
-            out[level] = x
-        return out
 
 
 def build_backbone(
