@@ -19,6 +19,27 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """An untrained, seeded tiny detector saved in the training checkpoint format.
+
+    Untrained, every anchor scores about 0.5: plenty of overlapping boxes to merge.
+    """
+    torch = pytest.importorskip("torch")
+    from detector.checkpoint import checkpoint_name, save_checkpoint
+    from detector.model import build_detector
+
+    torch.manual_seed(0)
+    model = build_detector("fpn-finest-sampling", backbone="tiny")
+    path = tmp_path_factory.mktemp("ckpt") / checkpoint_name(1)
+    save_checkpoint(path, {
+        "format": "facebench-checkpoint", "version": 1, "design": "fpn-finest-sampling",
+        "backbone": "tiny", "overrides": {}, "config": {}, "model": model.state_dict(),
+        "iteration": 1, "epoch": 0, "rng": [],
+    })  # fmt: skip
+    return path
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch

@@ -365,24 +365,6 @@ def test_bench_command_errors(tmp_path):
 # --------------------------------------------------------------------------- our checkpoint
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """An untrained, seeded tiny detector in the training checkpoint format."""
-    torch = pytest.importorskip("torch")
-    from detector.checkpoint import checkpoint_name, save_checkpoint
-    from detector.model import build_detector
-
-    torch.manual_seed(0)
-    model = build_detector("fpn-finest-sampling", backbone="tiny")
-    path = tmp_path_factory.mktemp("ckpt") / checkpoint_name(1)
-    save_checkpoint(path, {
-        "format": "facebench-checkpoint", "version": 1, "design": "fpn-finest-sampling",
-        "backbone": "tiny", "overrides": {}, "config": {}, "model": model.state_dict(),
-        "iteration": 1, "epoch": 0, "rng": [],
-    })  # fmt: skip
-    return path
-
-
 def test_detect_checkpoint_per_scale_folders(tiny_checkpoint, wider_root, tmp_path):
     out = tmp_path / "p"
     result = run_cli(

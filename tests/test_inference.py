@@ -10,26 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchvision.ops import batched_nms
 
-from detector.checkpoint import checkpoint_name, save_checkpoint
 from detector.inference import CheckpointDetector, chunked_nms, level_factor
 from facebench.errors import FacebenchError
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """An (untrained, seeded) tiny detector saved in the training checkpoint format."""
-    from detector.model import build_detector
-
-    torch.manual_seed(0)
-    model = build_detector("fpn-finest-sampling", backbone="tiny")
-    # Untrained, every anchor scores about 0.5: plenty of overlapping boxes to merge.
-    path = tmp_path_factory.mktemp("ckpt") / checkpoint_name(1)
-    save_checkpoint(path, {
-        "format": "facebench-checkpoint", "version": 1, "design": "fpn-finest-sampling",
-        "backbone": "tiny", "overrides": {}, "config": {}, "model": model.state_dict(),
-        "iteration": 1, "epoch": 0, "rng": [],
-    })
-    return path
 
 
 def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -70,8 +52,8 @@ def test_level_factor_caps():
     assert level_factor(1000, 2000, 0.25, 3000, 250_000) == 0.25  # already within both
 
 
-def test_single_scale_matches_the_model(checkpoint):
-    det = CheckpointDetector(str(checkpoint), nms_iou=0.3, score_thresh=0.05)
+def test_single_scale_matches_the_model(tiny_checkpoint):
+    det = CheckpointDetector(str(tiny_checkpoint), nms_iou=0.3, score_thresh=0.05)
     image = _image(96, 128)
     (got,) = det.detect_batch([image])
     assert got.dtype == np.float32 and got.shape[1] == 6 and len(got) > 0
@@ -81,9 +63,9 @@ def test_single_scale_matches_the_model(checkpoint):
     assert det.name and "tiny" in det.name
 
 
-def test_pyramid_level_maps_boxes_back(checkpoint):
+def test_pyramid_level_maps_boxes_back(tiny_checkpoint):
     image = _image(96, 160, seed=1)
-    det = CheckpointDetector(str(checkpoint), scales=(0.5,), score_thresh=0.05)
+    det = CheckpointDetector(str(tiny_checkpoint), scales=(0.5,), score_thresh=0.05)
     (got,) = det.detect_batch([image])
     small = cv2.resize(image, (80, 48), interpolation=cv2.INTER_AREA)
     expected = _raw_model(det, small)
@@ -91,9 +73,9 @@ def test_pyramid_level_maps_boxes_back(checkpoint):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
 
 
-def test_multi_scale_merge_and_caps(checkpoint):
+def test_multi_scale_merge_and_caps(tiny_checkpoint):
     images = [_image(64, 96, seed=2), _image(120, 80, seed=3)]
-    det = CheckpointDetector(str(checkpoint), scales=(0.5, 1.0, 2.0), max_side=160,
+    det = CheckpointDetector(str(tiny_checkpoint), scales=(0.5, 1.0, 2.0), max_side=160,
                              max_pixels=120 * 120, score_thresh=0.05, max_detections=1000,
                              batch_size=2)
     results = det.detect_batch(images)
@@ -108,18 +90,18 @@ def test_multi_scale_merge_and_caps(checkpoint):
         iou = _iou(dets[:, :4], dets[:, :4])
         np.fill_diagonal(iou, 0)
         assert iou.max(initial=0) <= det.nms_iou + 1e-5
-    few = CheckpointDetector(str(checkpoint), scales=(1.0, 2.0), score_thresh=0.05,
+    few = CheckpointDetector(str(tiny_checkpoint), scales=(1.0, 2.0), score_thresh=0.05,
                              max_detections=5)
     assert all(len(d) <= 5 for d in few.detect_batch(images))
     protocol = det.protocol()
     assert protocol["scales"] == [0.5, 1.0, 2.0] and protocol["max_side"] == 160
     assert protocol["max_pixels"] == 14400 and protocol["nms_iou"] == 0.3
     assert protocol["design"] == "fpn-finest-sampling" and protocol["device"] == "cpu"
-    assert protocol["checkpoint"].endswith(checkpoint.name)
+    assert protocol["checkpoint"].endswith(tiny_checkpoint.name)
 
 
-def test_per_scale_nms_keeps_sub_detectors_apart(checkpoint):
-    det = CheckpointDetector(str(checkpoint), score_thresh=0.05, nms_per_scale=True)
+def test_per_scale_nms_keeps_sub_detectors_apart(tiny_checkpoint):
+    det = CheckpointDetector(str(tiny_checkpoint), score_thresh=0.05, nms_per_scale=True)
     (dets,) = det.detect_batch([_image(96, 96, seed=4)])
     for s in np.unique(dets[:, 5]):
         part = dets[dets[:, 5] == s]
@@ -128,23 +110,23 @@ def test_per_scale_nms_keeps_sub_detectors_apart(checkpoint):
         assert iou.max(initial=0) <= 0.3 + 1e-5
 
 
-def test_bad_checkpoints_and_inputs(checkpoint, tmp_path):
+def test_bad_checkpoints_and_inputs(tiny_checkpoint, tmp_path):
     cut = tmp_path / "cut.pt"
-    cut.write_bytes(checkpoint.read_bytes()[:1000])
+    cut.write_bytes(tiny_checkpoint.read_bytes()[:1000])
     with pytest.raises(FacebenchError, match=r"cut\.pt: not a readable checkpoint"):
         CheckpointDetector(str(cut))
     with pytest.raises(FacebenchError, match="checkpoint file not found"):
         CheckpointDetector(str(tmp_path / "none.pt"))
-    det = CheckpointDetector(str(checkpoint))
+    det = CheckpointDetector(str(tiny_checkpoint))
     with pytest.raises(FacebenchError, match="uint8"):
         det.detect_batch([np.zeros((10, 10, 3), np.float32)])
     with pytest.raises(FacebenchError, match="scales"):
-        CheckpointDetector(str(checkpoint), scales=())
+        CheckpointDetector(str(tiny_checkpoint), scales=())
 
 
-def test_run_folder_resolves_to_its_newest_checkpoint(checkpoint):
-    det = CheckpointDetector(str(checkpoint.parent))
-    assert det.checkpoint.endswith(checkpoint.name)
+def test_run_folder_resolves_to_its_newest_checkpoint(tiny_checkpoint):
+    det = CheckpointDetector(str(tiny_checkpoint.parent))
+    assert det.checkpoint.endswith(tiny_checkpoint.name)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
