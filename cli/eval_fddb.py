@@ -146,7 +146,8 @@ def eval_fddb(
         rects_to_ellipses,
         write_roc_files,
     )
-    from facebench.formats.fddb import read_folds
+    from facebench.evaluation.fddb_report import report_json
+    from facebench.formats.fddb import available_folds, read_folds
     from facebench.formats.imagesize import image_sizes_from_folder, read_sizes_csv
 
     at = _parse_at(at_values)
@@ -154,7 +155,7 @@ def eval_fddb(
         raise click.UsageError("give exactly one of --images DIR or --image-sizes CSV")
     methods = parse_method_specs(dets)
 
-    fold_numbers = _available_folds(folds_dir)
+    fold_numbers = available_folds(folds_dir)
     all_images = read_folds(folds_dir, fold_numbers)
     images = [im for im in all_images if fold is None or im.fold == fold]
     if fold is not None and not images:
@@ -204,30 +205,11 @@ def eval_fddb(
         plot_rocs(plot_path, results, max_fp=plot_max_fp)
         log(f"wrote {plot_path}")
     if json_path is not None:
-        payload = {
-            "protocol": {
-                "folds": [fold] if fold is not None else fold_numbers,
-                "overlap": overlap,
-                "rect_to_ellipse": rect_to_ellipse,
-                "at": [float(k) for k in at],
-                "tpr_rule": "interpolated" if interpolate else "step",
-            },
-            "methods": {n: r.summary(at, interpolate) for n, r in results.items()},
-        }
+        folds = [fold] if fold is not None else fold_numbers
+        payload = report_json(results, folds, overlap, rect_to_ellipse, at, interpolate)
         write_json(json_path, payload)
         if json_path != "-":
             log(f"wrote {json_path}")
-
-
-def _available_folds(folds_dir: Path) -> list[int]:
-    found = sorted(
-        int(p.name[10:12])
-        for p in folds_dir.glob("FDDB-fold-[0-9][0-9].txt")
-        if p.name[10:12].isdigit()
-    )
-    if not found:
-        raise FacebenchError(f"{folds_dir}: no FDDB-fold-XX.txt files")
-    return found
 
 
 def _print_table(results, at: tuple[float, ...], interpolate: bool) -> None:

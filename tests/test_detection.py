@@ -275,7 +275,7 @@ def test_detect_list_and_real_wider_images(shared_data, tmp_path):
 
 
 def test_gt_from_boxes_and_perfect_predictions_score_one(tmp_path):
-    from cli.bench import LABELLED, BenchSet, evaluate_folder, gt_from_boxes
+    from facebench.bench import LABELLED, BenchSet, evaluate_folder, gt_from_boxes
 
     keys = [("ev", "a"), ("ev", "b"), ("other", "c")]
     boxes = [
@@ -308,7 +308,7 @@ def test_gt_from_boxes_and_perfect_predictions_score_one(tmp_path):
 
 
 def test_leaderboard_markdown_hand_made():
-    from cli.bench import leaderboard_markdown
+    from facebench.bench import leaderboard_markdown
 
     row = {
         "set": "s", "detector": "d", "images": 2, "ap": {"easy": 0.5, "all": 0.25},
@@ -400,7 +400,7 @@ def test_detect_checkpoint_errors(tmp_path, wider_root):
 
 
 def test_bench_sets_voc_and_limited_wider(shared_data, tmp_path):
-    from cli.bench import LABELLED, voc_set, wider_set
+    from facebench.bench import LABELLED, voc_set, wider_set
 
     ann = tmp_path / "ann"
     ann.mkdir()

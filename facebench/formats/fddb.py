@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 
 from facebench.atomic import atomic_open
-from facebench.errors import FormatError
+from facebench.errors import FacebenchError, FormatError
 from facebench.formats._lines import parse_count, parse_rows, read_lines
 from facebench.formats.s3fd_fit import S3FD_FIT
 
@@ -40,6 +40,22 @@ N_FOLDS = 10
 
 
 # --------------------------------------------------------------------------- fold lists
+
+
+def available_folds(folds_dir: str | Path) -> list[int]:
+    """Fold numbers of the ``FDDB-fold-XX.txt`` lists in ``folds_dir``, ascending.
+
+    Raises FacebenchError when there is none.
+    """
+    folds_dir = Path(folds_dir)
+    found = sorted(
+        int(p.name[10:12])
+        for p in folds_dir.glob("FDDB-fold-[0-9][0-9].txt")
+        if p.name[10:12].isdigit()
+    )
+    if not found:
+        raise FacebenchError(f"{folds_dir}: no FDDB-fold-XX.txt files")
+    return found
 
 
 def read_fold_list(path: str | Path) -> list[str]:
