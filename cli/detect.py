@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from cli.app import main
-from cli.console import ProgressCallback, log, warn
+from cli.console import ProgressCallback, log
 from facebench.atomic import write_json
 from facebench.errors import FacebenchError
 
@@ -321,18 +321,20 @@ def _writers(det: Any, out: Path, fmt: str, per_scale: bool, overwrite: bool) ->
     """The output writers: the main layout, plus per-anchor-scale WIDER folders."""
     from facebench import detection
 
-    writers: list = []
     if fmt == "wider":
-        writers.append(detection.WiderWriter(out))
+        main: Any = detection.WiderWriter(out)
     else:
-        writers.append(detection.FddbWriter(out, ellipse=fmt == "fddb-ellipse"))
-    if per_scale:
-        names = anchor_scale_names(det)
-        for s in names or []:
-            _check_empty(out.parent / f"{out.name}@{s}", overwrite)
-        writers.append(detection.PerScaleWiderWriter(out, names))
-        warn(
-            "--per-scale: NMS runs within each anchor scale, so the main output holds the "
-            "union of the per-scale outputs"
-        )
-    return writers
+        main = detection.FddbWriter(out, ellipse=fmt == "fddb-ellipse")
+    if not per_scale:
+        return [main]
+    from detector.merge import MergedWriter
+
+    names = anchor_scale_names(det)
+    for s in names or []:
+        _check_empty(out.parent / f"{out.name}@{s}", overwrite)
+    log(
+        "--per-scale: NMS runs within each anchor scale; the main output is their cross-scale "
+        f"merge (greedy NMS at IoU {det.nms_iou}, top {det.max_detections})"
+    )
+    return [MergedWriter(main, det.nms_iou, det.max_detections),
+            detection.PerScaleWiderWriter(out, names)]

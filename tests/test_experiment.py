@@ -8,7 +8,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -257,30 +256,6 @@ def test_quick_ablation_end_to_end_and_resume(tmp_path):
     assert [(r["design"], r["seed"], r["ap"], r["first_loss"], r["last_loss"]) for r in rerun] \
         == [(r["design"], r["seed"], r["ap"], r["first_loss"], r["last_loss"])
             for r in report["runs"]]
-
-
-def test_merged_writer_suppresses_across_scales_and_caps():
-    from detector.experiments.runs import MergedWriter
-
-    class Keep:
-        def write(self, item, dets):
-            self.rows = dets
-
-        def close(self):
-            return {}
-
-    # Two overlapping boxes of different scales (IoU 0.81 > 0.3) and one apart: the merged
-    # output keeps the higher-scored of the pair and the separate box, by score.
-    rows = np.array([
-        [0, 0, 10, 10, 0.9, 0],
-        [0, 0, 10, 9, 0.8, 1],
-        [50, 50, 60, 60, 0.7, 1],
-    ], dtype=np.float32)
-    sink = Keep()
-    MergedWriter(sink, nms_iou=0.3, keep=1000).write(None, rows)
-    np.testing.assert_array_equal(sink.rows, rows[[0, 2]])
-    MergedWriter(sink, nms_iou=0.3, keep=1).write(None, rows)
-    np.testing.assert_array_equal(sink.rows, rows[[0]])
 
 
 def test_code_fingerprint_follows_the_source(tmp_path, monkeypatch):

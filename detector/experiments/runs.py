@@ -15,10 +15,11 @@ detection and evaluation are simply redone. A lock file keeps two processes from
 the same run.
 
 Detection. The checkpoint runs once per pyramid level with NMS inside each anchor scale, so
-every sub-detector keeps its own boxes (the per-scale outputs); the merged output applies
-greedy NMS at the same IoU across the scales of those boxes and keeps the top
-``max_detections``. Evaluation is the official WIDER protocol: Easy/Medium/Hard/All on the
-merged output, All on each sub-detector's output.
+every sub-detector keeps its own boxes (the per-scale outputs); the merged output is
+:func:`detector.merge.merge_scales` of those boxes (greedy NMS at the same IoU across the
+scales, top ``max_detections``), the same merge as ``facebench detect --per-scale``.
+Evaluation is the official WIDER protocol: Easy/Medium/Hard/All on the merged output, All on
+each sub-detector's output.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from detector.experiments.protocol import AblationProtocol
@@ -243,6 +243,7 @@ def logged_losses(metrics: Path) -> dict[str, float | None]:
 
 def _detect(spec: RunSpec, checkpoint: Path, out: Path) -> None:
     from detector.inference import CheckpointDetector
+    from detector.merge import MergedWriter
     from facebench import detection
 
     p = spec.protocol
@@ -268,27 +269,6 @@ def _detect(spec: RunSpec, checkpoint: Path, out: Path) -> None:
     )
     for folder in [out / "wider", *(out / f"wider@{s}" for s in scale_names)]:
         detection.write_protocol(folder, record)
-
-
-class MergedWriter:
-    """Writer adapter: NMS across anchor scales (float32, greedy) then the top ``keep`` rows,
-    handed to ``writer``. Rows are ``(K, 6)`` x1 y1 x2 y2 score scale_id."""
-
-    def __init__(self, writer, nms_iou: float, keep: int) -> None:
-        self.writer = writer
-        self.nms_iou = nms_iou
-        self.keep = keep
-
-    def write(self, item, dets: np.ndarray) -> None:
-        from detector.inference import chunked_nms
-
-        t = torch.from_numpy(np.ascontiguousarray(dets, dtype=np.float32))
-        groups = torch.zeros(len(t), dtype=torch.int64)
-        kept = chunked_nms(t[:, :4], t[:, 4], groups, self.nms_iou, self.keep)
-        self.writer.write(item, t[kept].numpy())
-
-    def close(self) -> dict:
-        return self.writer.close()
 
 
 def evaluate_outputs(gt_dir: Path, det_dir: Path) -> dict[str, float]:
