@@ -8,6 +8,7 @@ Then, in a fresh process (so its peak memory is the evaluator's own), it times
 * reading the ground truth (.mat files),
 * reading the whole prediction folder (``read_wider_predictions``),
 * evaluating the four settings easy/medium/hard/all (``evaluate_wider``),
+* protocol checks, operating points and the full breakdown (``analyse_wider``),
 
 and prints wall seconds, CPU seconds and peak RSS. Target (issue 3): read + evaluate in
 under 5 s wall and under 2 GB on 2 cores. For scale it also times the Python port's
@@ -80,6 +81,11 @@ def measure(pred_dir: Path, protocol: str) -> dict:
     t, c = time.perf_counter(), time.process_time()
     result = evaluate_wider(gt, preds, protocol=protocol)
     out["eval_s"], out["eval_cpu_s"] = time.perf_counter() - t, time.process_time() - c
+    from facebench.evaluation.wider_extras import analyse_wider
+
+    t, c = time.perf_counter(), time.process_time()
+    analyse_wider(gt, result, preds.rows, preds.offsets, breakdown=True)
+    out["analyse_s"], out["analyse_cpu_s"] = time.perf_counter() - t, time.process_time() - c
     out["predictions"] = result.predictions
     out["ap"] = result.ap
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -139,6 +145,10 @@ def main() -> None:
     )
     print(f"evaluate 4 settings:  {m['eval_s']:.2f} s wall, {m['eval_cpu_s']:.2f} s CPU")
     print(f"read + evaluate:      {total_s:.2f} s wall, {total_cpu:.2f} s CPU (target < 5 s)")
+    print(
+        f"checks + operating points + breakdown: {m['analyse_s']:.2f} s wall, "
+        f"{m['analyse_cpu_s']:.2f} s CPU"
+    )
     print(f"peak memory (RSS):    {m['peak_rss_mb']:.0f} MB (target < 2048 MB)")
     print(
         f"the Python port's line-by-line reader: ~{estimate:.1f} s for the same folder "

@@ -8,7 +8,8 @@ import click
 
 from cli.app import eval_group
 from cli.console import ProgressCallback, log, warn
-from cli.specs import parse_method_specs
+from cli.specs import parse_floats, parse_method_specs
+from facebench.errors import FacebenchError
 
 _SHOWN = 5  # problems listed one by one before summarising the rest
 
@@ -47,6 +48,55 @@ _SHOWN = 5  # problems listed one by one before summarising the rest
     is_flag=True,
     help="Missing or malformed prediction files are errors (default: no predictions).",
 )
+@click.option(
+    "--images",
+    "images_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="WIDER images (<event>/<image>.jpg): image sizes for the outside-image check.",
+)
+@click.option(
+    "--image-sizes",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV name,width,height (name event/image) instead of --images.",
+)
+@click.option(
+    "--score-thresh",
+    type=float,
+    default=None,
+    help="Score threshold the detector ran with (default: from PRED/protocol.json).",
+)
+@click.option(
+    "--test-scales",
+    default=None,
+    help="Test scales the detector ran at, e.g. 0.5,1,2 (default: from PRED/protocol.json).",
+)
+@click.option(
+    "--at-precision",
+    type=click.FloatRange(0, 1),
+    default=0.9,
+    show_default=True,
+    help="Operating point: the threshold with the most recall at this precision.",
+)
+@click.option(
+    "--at-fppi",
+    type=click.FloatRange(0),
+    default=1.0,
+    show_default=True,
+    help="Operating point: recall at this many false positives per image.",
+)
+@click.option(
+    "--breakdown",
+    is_flag=True,
+    help="Recall and AP by face size, attribute and event (README: Breakdowns).",
+)
+@click.option(
+    "--breakdown-plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the breakdown as a PNG (implies --breakdown).",
+)
 def eval_wider(
     pred: tuple[str, ...],
     gt_dir: Path,
@@ -55,13 +105,30 @@ def eval_wider(
     plot_path: Path | None,
     curves_path: Path | None,
     strict: bool,
+    images_dir: Path | None,
+    image_sizes: Path | None,
+    score_thresh: float | None,
+    test_scales: str | None,
+    at_precision: float,
+    at_fppi: float,
+    breakdown: bool,
+    breakdown_plot: Path | None,
 ) -> None:
     """Evaluate prediction folders PRED (official layout <event>/<image>.txt, or NAME=DIR).
 
-    Prints one row per method with AP (%) for Easy, Medium, Hard and All (every face).
+    Prints one row per method with AP (%) for Easy, Medium, Hard and All (every face),
+    then operating points per method and setting, protocol-check warnings and, with
+    --breakdown, recall and AP per face size, attribute and event.
     """
     from facebench.atomic import write_json
+    from facebench.evaluation.breakdown import format_breakdown, write_breakdown_plot
     from facebench.evaluation.wider import evaluate_wider
+    from facebench.evaluation.wider_extras import (
+        analyse_wider,
+        format_operating_points,
+        read_protocol_hints,
+        wider_image_sizes,
+    )
     from facebench.evaluation.wider_report import (
         MethodResult,
         format_table,
@@ -71,9 +138,14 @@ def eval_wider(
     )
     from facebench.formats.wider import read_eval_gt, read_wider_predictions
 
+    if images_dir is not None and image_sizes is not None:
+        raise FacebenchError("give --images or --image-sizes, not both")
+    scales = parse_floats(test_scales, "--test-scales")
+    breakdown = breakdown or breakdown_plot is not None
     methods = parse_method_specs(pred)
     gt = read_eval_gt(gt_dir)
     log(f"ground truth: {gt.n_images} images, {len(gt.events)} events ({gt_dir})")
+    sizes = wider_image_sizes(gt, images_dir, image_sizes)
     results = []
     for name, folder in methods:
         reading = ProgressCallback(f"reading {name}")
@@ -87,9 +159,17 @@ def eval_wider(
             evaluation = evaluate_wider(gt, preds, protocol=protocol, progress=matching)
         finally:
             matching.close()
+        hints = read_protocol_hints(folder).override(score_thresh, scales)
+        analysis = analyse_wider(
+            gt, evaluation, preds.rows, preds.offsets, hints=hints, image_sizes=sizes,
+            at_precision=at_precision, at_fppi=at_fppi, breakdown=breakdown,
+        )  # fmt: skip
         for note in evaluation.notes:
-            warn(f"{name}: {note}")
-        results.append(MethodResult(name, folder, preds, evaluation))
+            if "pre-thresholded" not in note:  # the thresholded check says it, with reasons
+                warn(f"{name}: {note}")
+        for message in analysis.warnings:
+            warn(f"{name}: {message}")
+        results.append(MethodResult(name, folder, preds, evaluation, analysis))
     if json_path:
         write_json(json_path, report_json(results, gt_dir, protocol))
     if curves_path:
@@ -100,6 +180,17 @@ def eval_wider(
     to_stderr = json_path == "-"
     click.echo(f"WIDER FACE AP (%), protocol {protocol}", err=to_stderr)
     click.echo(format_table(results), err=to_stderr)
+    named = [(r.name, r.analysis) for r in results if r.analysis is not None]
+    click.echo("\nOperating points (%; thr: normalised WIDER threshold, score: raw)",
+               err=to_stderr)  # fmt: skip
+    click.echo(format_operating_points(named), err=to_stderr)
+    if breakdown:
+        parts = [(n, a.breakdown) for n, a in named if a.breakdown is not None]
+        click.echo("\nBreakdown (%; AP, and R = recall at the best-F1 threshold of All)",
+                   err=to_stderr)  # fmt: skip
+        click.echo(format_breakdown(parts), err=to_stderr)
+        if breakdown_plot is not None:
+            write_breakdown_plot(breakdown_plot, parts)
 
 
 def _report_problems(name: str, preds) -> None:

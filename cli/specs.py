@@ -28,3 +28,16 @@ def parse_method_specs(specs: tuple[str, ...] | list[str]) -> list[tuple[str, Pa
             raise FacebenchError(f"method name {name!r} given twice; name them with NAME=PATH")
         methods.append((name, path))
     return methods
+
+
+def parse_floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    """``"0.5,1,2"`` -> (0.5, 1.0, 2.0); None stays None; anything else names ``option``."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise FacebenchError(f"{option}: expected a comma list of numbers, got {text!r}") from None
+    if not values or any(not v > 0 for v in values):
+        raise FacebenchError(f"{option}: expected positive numbers, got {text!r}")
+    return values

@@ -94,6 +94,8 @@ class WiderEvaluation:
     images_with_predictions: int
     predictions: int
     notes: list[str] = field(default_factory=list)
+    # Matching state kept for derived curves (:func:`subset_curve`); not part of the result.
+    matched: _Matched | None = field(default=None, repr=False, compare=False)
 
     @property
     def ap(self) -> dict[str, float]:
@@ -157,6 +159,8 @@ class _Matched:
     first: np.ndarray  # (M,) bool: first prediction matched to its face
     active: np.ndarray  # (M,) bool: the image has ground-truth rows (else skipped)
     prefix_end: np.ndarray  # (n_images, 1000) last counted prediction per threshold, -1 none
+    face_offsets: np.ndarray  # (n_images + 1,) into the flat face index
+    raw_scores: np.ndarray  # (M,) scores as read, processing order
 
 
 def evaluate_wider(
@@ -198,6 +202,7 @@ def evaluate_wider(
         images_with_predictions=int((counts > 0).sum()),
         predictions=int(counts.sum()),
         notes=notes,
+        matched=matched,
     )
 
 
@@ -264,6 +269,8 @@ def _match_all(
         first=first,
         active=active,
         prefix_end=_prefix_end(scores, image_of, offsets, n_images, sorted_=official),
+        face_offsets=face_offsets,
+        raw_scores=rows[order, 4],
     )
 
 
@@ -307,14 +314,44 @@ def _keep_mask(keep_lists: list[np.ndarray], face_counts: np.ndarray) -> np.ndar
     return mask
 
 
-def _curve(setting: str, m: _Matched, keep: np.ndarray, faces: int, protocol: str) -> WiderCurve:
+def subset_curve(
+    evaluation: WiderEvaluation,
+    keep: np.ndarray,
+    name: str,
+    images: np.ndarray | None = None,
+) -> WiderCurve:
+    """The PR curve of a subset of faces, with the matching of ``evaluation``.
+
+    ``keep``: (total face rows,) bool over the flat face index (:meth:`WiderEvalGT.flat_boxes`
+    concatenated): the faces that count, exactly as a setting's ``gt_list`` (predictions
+    matched to other faces are neither TP nor FP). ``images``: optional (n_images,) bool;
+    only those images' predictions and faces count (per-event curves).
+    """
+    m = evaluation.matched
+    if m is None:
+        raise ValueError("this evaluation holds no matching state (built by evaluate_wider)")
+    keep = np.asarray(keep, dtype=bool)
+    if images is not None:
+        face_image = np.repeat(np.arange(len(m.face_offsets) - 1), np.diff(m.face_offsets))
+        keep = keep & np.asarray(images, dtype=bool)[face_image]
+    return _curve(name, m, keep, int(keep.sum()), evaluation.protocol, images)
+
+
+def _curve(
+    setting: str,
+    m: _Matched,
+    keep: np.ndarray,
+    faces: int,
+    protocol: str,
+    images: np.ndarray | None = None,
+) -> WiderCurve:
     hit = m.match >= 0
     kept_hit = np.zeros_like(hit)
     kept_hit[hit] = keep[m.match[hit]]
     tp = m.first & kept_hit & m.active
     proposal = ~(hit & ~kept_hit) & m.active
-    tp_sum = _sum_over_prefixes(tp, m)
-    proposal_sum = _sum_over_prefixes(proposal, m)
+    tp_sum = _sum_over_prefixes(tp, m, images)
+    proposal_sum = _sum_over_prefixes(proposal, m, images)
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = tp_sum / proposal_sum
         recall = tp_sum / np.float64(faces)
@@ -331,9 +368,17 @@ def _curve(setting: str, m: _Matched, keep: np.ndarray, faces: int, protocol: st
     )
 
 
-def _sum_over_prefixes(flags: np.ndarray, m: _Matched) -> np.ndarray:
-    """(1000,) float64: sum over images of ``flags`` within each image's counted prefix."""
+def _sum_over_prefixes(
+    flags: np.ndarray, m: _Matched, images: np.ndarray | None = None
+) -> np.ndarray:
+    """(1000,) float64: sum over images of ``flags`` within each image's counted prefix.
+
+    ``images``: optional (n_images,) bool restricting the sum to those images.
+    """
     cumulative = np.concatenate([[0], np.cumsum(flags, dtype=np.int64)])
     starts = m.offsets[:-1, None]
-    per_image = cumulative[starts + m.prefix_end + 1] - cumulative[starts]
+    prefix_end = m.prefix_end
+    if images is not None:
+        starts, prefix_end = starts[images], prefix_end[images]
+    per_image = cumulative[starts + prefix_end + 1] - cumulative[starts]
     return per_image.sum(axis=0).astype(np.float64)

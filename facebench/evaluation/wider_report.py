@@ -13,7 +13,17 @@ JSON shape (a contract; scripts read it)::
                             "extra": [...], "warnings": [...],
                             "curves": {"easy": {"threshold": [...], "precision": [...],
                                                 "recall": [...], "tp": [...],
-                                                "proposals": [...]}, ...}}}}
+                                                "proposals": [...]}, ...},
+                            "protocol_hints": {"score_thresh", "test_scales", "source"},
+                            "checks": [{"name", "status": "ok|warn|skipped", "message",
+                                        ...measured values}],
+                            "operating_points": {"<setting>": {"best_f1": {...},
+                                "at_precision": {"target", ...}, "at_fppi": {"target", ...}}},
+                            "breakdown": {...} (with --breakdown; facebench.evaluation.breakdown)
+                            }}}
+
+An operating point is ``{"threshold" (normalised), "score" (raw), "precision", "recall",
+"f1", "fppi", "tp", "fp"}`` (:mod:`facebench.evaluation.operating_points`).
 
 AP values are fractions; precision is ``null`` where nothing was proposed (NaN).
 """
@@ -34,6 +44,7 @@ from facebench.evaluation.wider import (
     THRESHOLD_COUNT,
     WiderEvaluation,
 )
+from facebench.evaluation.wider_extras import WiderAnalysis
 from facebench.formats.wider import WiderPredictions
 
 SETTING_TITLES = {"easy": "Easy", "medium": "Medium", "hard": "Hard", "all": "All"}
@@ -47,6 +58,7 @@ class MethodResult:
     pred_dir: Path
     predictions: WiderPredictions
     evaluation: WiderEvaluation
+    analysis: WiderAnalysis | None = None
 
 
 def _floats(values: np.ndarray) -> list[float | None]:
@@ -91,6 +103,9 @@ def report_json(results: list[MethodResult], gt_dir: Path, protocol: str) -> dic
                 for s, c in ev.curves.items()
             },
         )
+        if r.analysis is not None:
+            entry["warnings"] += r.analysis.warnings
+            entry.update(r.analysis.as_json())
         methods[r.name] = entry
     return {
         "protocol": protocol,
