@@ -8,7 +8,7 @@ import click
 
 from cli.app import eval_group
 from cli.console import ProgressCallback, console, interactive, log, warn
-from cli.specs import parse_method_specs
+from cli.specs import parse_floats, parse_method_specs
 from facebench.errors import FacebenchError
 
 
@@ -110,6 +110,31 @@ def _parse_at(values: tuple[str, ...]) -> tuple[float, ...]:
     show_default=True,
     help="x range of the plot (false positives).",
 )
+@click.option(
+    "--score-thresh",
+    type=float,
+    default=None,
+    help="Score threshold the detector ran with (default: from protocol.json beside DETS).",
+)
+@click.option(
+    "--test-scales",
+    default=None,
+    help="Test scales the detector ran at, e.g. 1,2 (default: from protocol.json).",
+)
+@click.option(
+    "--at-precision",
+    type=click.FloatRange(0, 1),
+    default=0.9,
+    show_default=True,
+    help="Operating point: the threshold with the most recall at this precision.",
+)
+@click.option(
+    "--at-fppi",
+    type=click.FloatRange(0),
+    default=1.0,
+    show_default=True,
+    help="Operating point: recall at this many false positives per image.",
+)
 def eval_fddb(
     dets: tuple[str, ...],
     folds_dir: Path,
@@ -125,6 +150,10 @@ def eval_fddb(
     json_path: str | None,
     plot_path: Path | None,
     plot_max_fp: float,
+    score_thresh: float | None,
+    test_scales: str | None,
+    at_precision: float,
+    at_fppi: float,
 ) -> None:
     """Evaluate FDDB detections with the official discrete and continuous ROC.
 
@@ -140,17 +169,20 @@ def eval_fddb(
     """
     from facebench.atomic import write_json
     from facebench.evaluation.fddb import (
+        align_detections,
         evaluate_fddb,
         load_detections,
         plot_rocs,
         rects_to_ellipses,
         write_roc_files,
     )
+    from facebench.evaluation.fddb_extras import analyse_fddb, fddb_protocol_hints
     from facebench.evaluation.fddb_report import report_json
     from facebench.formats.fddb import available_folds, read_folds
     from facebench.formats.imagesize import image_sizes_from_folder, read_sizes_csv
 
     at = _parse_at(at_values)
+    scales = parse_floats(test_scales, "--test-scales")
     if (images_dir is None) == (sizes_csv is None):
         raise click.UsageError("give exactly one of --images DIR or --image-sizes CSV")
     methods = parse_method_specs(dets)
@@ -180,6 +212,7 @@ def eval_fddb(
 
     known = [im.name for im in all_images]
     results = {}
+    analyses = {}
     for name, path in methods:
         detections = load_detections(path, format=det_format)  # type: ignore[arg-type]
         if rect_to_ellipse == "s3fd":
@@ -188,6 +221,13 @@ def eval_fddb(
         result = evaluate_fddb(images, sizes, detections, overlap, known, progress)  # type: ignore[arg-type]
         progress.close()
         results[name] = result
+        analyses[name] = analyse_fddb(
+            images, sizes, align_detections(images, detections, known).per_image,
+            detections.kind, result, hints=fddb_protocol_hints(path).override(score_thresh, scales),
+            at_precision=at_precision, at_fppi=at_fppi,
+        )  # fmt: skip
+        for message in analyses[name].warnings:
+            warn(f"{name}: {message}")
         if result.images_without_block:
             first = result.images_without_block[0]
             warn(
@@ -201,12 +241,13 @@ def eval_fddb(
             log(f"{name}: wrote {disc} and {cont}")
 
     _print_table(results, at, interpolate)
+    _print_operating_points(analyses)
     if plot_path is not None:
         plot_rocs(plot_path, results, max_fp=plot_max_fp)
         log(f"wrote {plot_path}")
     if json_path is not None:
         folds = [fold] if fold is not None else fold_numbers
-        payload = report_json(results, folds, overlap, rect_to_ellipse, at, interpolate)
+        payload = report_json(results, folds, overlap, rect_to_ellipse, at, interpolate, analyses)
         write_json(json_path, payload)
         if json_path != "-":
             log(f"wrote {json_path}")
@@ -234,3 +275,21 @@ def _print_table(results, at: tuple[float, ...], interpolate: bool) -> None:
             row = [f"{res.tpr_at(k, 'discrete', interpolate):.4f}" for k in at]
             row += [f"{res.tpr_at(k, 'continuous', interpolate):.4f}" for k in at]
             log("  ".join([name, *row]))
+
+
+def _print_operating_points(analyses) -> None:
+    """One log line per method: best F1, the precision target and the FPPI target."""
+    for name, a in analyses.items():
+        p = a.operating_points
+        best, at_p, at_f = p["best_f1"] or {}, p["at_precision"], p["at_fppi"]
+
+        def fmt(point, key):
+            value = point.get(key)
+            return "n/a" if value is None else f"{value:.4g}"
+
+        log(
+            f"{name}: best F1 {fmt(best, 'f1')} at score {fmt(best, 'score')} "
+            f"(P {fmt(best, 'precision')}, R {fmt(best, 'recall')}); "
+            f"P>={at_p['target']:g}: score {fmt(at_p, 'score')}, R {fmt(at_p, 'recall')}; "
+            f"R at {at_f['target']:g} FP/image: {fmt(at_f, 'recall')}"
+        )

@@ -223,3 +223,44 @@ def test_cli_checks_operating_points_breakdown(shared_data, tmp_path):
     hints = json.loads(result.stdout)["methods"]["p"]["protocol_hints"]
     assert hints["test_scales"] == [1.0, 2.0] and hints["score_thresh"] == 0.01
     assert "flags" in hints["source"]
+
+
+def test_fddb_checks_and_operating_points(shared_data, tmp_path):
+    from facebench.evaluation.fddb_extras import ellipse_boxes
+    from facebench.formats.fddb import read_folds, write_detections
+    from facebench.formats.imagesize import read_sizes_csv
+
+    folds = shared_data / "fddb" / "FDDB-folds"
+    images = read_folds(folds, [1])
+    sizes = read_sizes_csv(shared_data / "fddb" / "image_sizes.csv")
+    rng = np.random.default_rng(2)
+    blocks = []
+    for k, im in enumerate(images):
+        boxes = ellipse_boxes(im.ellipses)
+        fp = np.array([[5.0, 5.0, 30.0, 30.0]])
+        if k == 0:  # a box far outside the image
+            w, h = sizes[im.name]
+            fp = np.array([[w + 50.0, h + 50.0, 30.0, 30.0]])
+        rows = np.vstack([boxes, fp])
+        blocks.append((im.name, np.column_stack([rows, rng.uniform(0.3, 1, len(rows))])))
+    write_detections(tmp_path / "dets.txt", blocks, "rect")
+    (tmp_path / "protocol.json").write_text(json.dumps({"options": {"score_thresh": 0.3}}))
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(main, [
+        "eval", "fddb", str(tmp_path / "dets.txt"), "--folds", str(folds), "--fold", "1",
+        "--image-sizes", str(shared_data / "fddb" / "image_sizes.csv"), "--json", str(out),
+        "--at-fppi", "0.5",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "score threshold 0.3" in result.stderr and "centre outside" in result.stderr
+    doc = json.loads(out.read_text())["methods"]["dets"]
+    status = {c["name"]: c["status"] for c in doc["checks"]}
+    assert status["thresholded"] == "warn" and status["outside_image"] == "warn"
+    point = doc["operating_points"]["discrete"]["at_fppi"]
+    rows = doc["rows"]
+    allowed = [r["tpr_discrete"] for r in rows if r["fp"] / doc["n_images"] <= 0.5]
+    assert point["recall"] == pytest.approx(max(allowed)) and point["fppi"] <= 0.5
+    best = doc["operating_points"]["discrete"]["best_f1"]
+    # One false positive per image: at the lowest threshold P = faces / (faces + images).
+    assert best["recall"] > 0.9 and best["score"] == best["threshold"]
+    assert "best F1" in result.stderr

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from facebench.evaluation.operating_points import best_f1_index
-from facebench.evaluation.wider import WiderCurve, WiderEvaluation, subset_curve
+from facebench.evaluation.wider import WiderCurve, WiderEvaluation, group_curves, subset_curve
 from facebench.formats.wider import ATTRIBUTE_NAMES, WiderEvalGT
 
 SIZE_EDGES: tuple[float, ...] = (0, 10, 20, 40, 80, 160, math.inf)
@@ -98,15 +98,8 @@ def wider_breakdown(gt: WiderEvalGT, evaluation: WiderEvaluation) -> Breakdown:
     t = best_f1_index(everything.tp, everything.proposals, everything.faces)
     result = Breakdown(threshold=None if t is None else float(everything.thresholds[t]))
 
-    def bucket(name: str, keep: np.ndarray, images: np.ndarray | None = None) -> Bucket:
-        curve = subset_curve(evaluation, keep, name, images)
-        return Bucket(
-            name,
-            curve.faces,
-            curve.ap if curve.faces else math.nan,
-            _recall(curve, t),
-            None if images is None else int(images.sum()),
-        )
+    def bucket(name: str, keep: np.ndarray) -> Bucket:
+        return _bucket(subset_curve(evaluation, keep, name), t)
 
     heights = boxes[:, 3].astype(np.float64)
     result.groups["size"] = [
@@ -121,10 +114,17 @@ def wider_breakdown(gt: WiderEvalGT, evaluation: WiderEvaluation) -> Breakdown:
                 bucket(level, base & (column == value)) for value, level in enumerate(levels)
             ]
     image_event = np.repeat(np.arange(len(gt.events)), [len(f) for f in gt.files])
+    curves = group_curves(evaluation, base, image_event, gt.events)
+    counts = np.bincount(image_event, minlength=len(gt.events))
     result.groups["event"] = [
-        bucket(event, base, image_event == e) for e, event in enumerate(gt.events)
+        _bucket(c, t, int(n)) for c, n in zip(curves, counts.tolist(), strict=True)
     ]
     return result
+
+
+def _bucket(curve: WiderCurve, t: int | None, images: int | None = None) -> Bucket:
+    ap = curve.ap if curve.faces else math.nan
+    return Bucket(curve.setting, curve.faces, ap, _recall(curve, t), images)
 
 
 def _recall(curve: WiderCurve, t: int | None) -> float:

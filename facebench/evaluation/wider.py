@@ -314,44 +314,67 @@ def _keep_mask(keep_lists: list[np.ndarray], face_counts: np.ndarray) -> np.ndar
     return mask
 
 
-def subset_curve(
-    evaluation: WiderEvaluation,
-    keep: np.ndarray,
-    name: str,
-    images: np.ndarray | None = None,
-) -> WiderCurve:
+def subset_curve(evaluation: WiderEvaluation, keep: np.ndarray, name: str) -> WiderCurve:
     """The PR curve of a subset of faces, with the matching of ``evaluation``.
 
     ``keep``: (total face rows,) bool over the flat face index (:meth:`WiderEvalGT.flat_boxes`
     concatenated): the faces that count, exactly as a setting's ``gt_list`` (predictions
-    matched to other faces are neither TP nor FP). ``images``: optional (n_images,) bool;
-    only those images' predictions and faces count (per-event curves).
+    matched to other faces are neither TP nor FP).
     """
-    m = evaluation.matched
-    if m is None:
-        raise ValueError("this evaluation holds no matching state (built by evaluate_wider)")
+    m = _matched_of(evaluation)
     keep = np.asarray(keep, dtype=bool)
-    if images is not None:
-        face_image = np.repeat(np.arange(len(m.face_offsets) - 1), np.diff(m.face_offsets))
-        keep = keep & np.asarray(images, dtype=bool)[face_image]
-    return _curve(name, m, keep, int(keep.sum()), evaluation.protocol, images)
+    return _curve(name, m, keep, int(keep.sum()), evaluation.protocol)
 
 
-def _curve(
-    setting: str,
-    m: _Matched,
-    keep: np.ndarray,
-    faces: int,
-    protocol: str,
-    images: np.ndarray | None = None,
-) -> WiderCurve:
+def group_curves(
+    evaluation: WiderEvaluation, keep: np.ndarray, groups: np.ndarray, names: Sequence[str]
+) -> list[WiderCurve]:
+    """One PR curve per image group (e.g. per event): only the group's images count, their
+    predictions and their faces in ``keep``. ``groups``: (n_images,) int in
+    ``0..len(names)-1``. The per-image counts are computed once for all groups."""
+    m = _matched_of(evaluation)
+    keep = np.asarray(keep, dtype=bool)
+    groups = np.asarray(groups, dtype=np.int64)
+    tp_flags, proposal_flags = _flags(m, keep)
+    one_hot = np.zeros((len(names), len(groups)))
+    one_hot[groups, np.arange(len(groups))] = 1.0
+    tp = one_hot @ _per_image_counts(tp_flags, m)
+    proposals = one_hot @ _per_image_counts(proposal_flags, m)
+    face_image = np.repeat(np.arange(len(groups)), np.diff(m.face_offsets))
+    faces = np.bincount(groups[face_image], weights=keep, minlength=len(names))
+    return [
+        _curve_from_sums(name, tp[g], proposals[g], int(faces[g]), evaluation.protocol)
+        for g, name in enumerate(names)
+    ]
+
+
+def _matched_of(evaluation: WiderEvaluation) -> _Matched:
+    if evaluation.matched is None:
+        raise ValueError("this evaluation holds no matching state (built by evaluate_wider)")
+    return evaluation.matched
+
+
+def _flags(m: _Matched, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(M,) bool per prediction: true positive, counted proposal (not matched to an ignored
+    face), for the faces in ``keep``."""
     hit = m.match >= 0
     kept_hit = np.zeros_like(hit)
     kept_hit[hit] = keep[m.match[hit]]
     tp = m.first & kept_hit & m.active
     proposal = ~(hit & ~kept_hit) & m.active
-    tp_sum = _sum_over_prefixes(tp, m, images)
-    proposal_sum = _sum_over_prefixes(proposal, m, images)
+    return tp, proposal
+
+
+def _curve(setting: str, m: _Matched, keep: np.ndarray, faces: int, protocol: str) -> WiderCurve:
+    tp, proposal = _flags(m, keep)
+    tp_sum = _per_image_counts(tp, m).sum(axis=0).astype(np.float64)
+    proposal_sum = _per_image_counts(proposal, m).sum(axis=0).astype(np.float64)
+    return _curve_from_sums(setting, tp_sum, proposal_sum, faces, protocol)
+
+
+def _curve_from_sums(
+    setting: str, tp_sum: np.ndarray, proposal_sum: np.ndarray, faces: int, protocol: str
+) -> WiderCurve:
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = tp_sum / proposal_sum
         recall = tp_sum / np.float64(faces)
@@ -368,17 +391,8 @@ def _curve(
     )
 
 
-def _sum_over_prefixes(
-    flags: np.ndarray, m: _Matched, images: np.ndarray | None = None
-) -> np.ndarray:
-    """(1000,) float64: sum over images of ``flags`` within each image's counted prefix.
-
-    ``images``: optional (n_images,) bool restricting the sum to those images.
-    """
+def _per_image_counts(flags: np.ndarray, m: _Matched) -> np.ndarray:
+    """(n_images, 1000) int64: per image, ``flags`` summed within its counted prefix."""
     cumulative = np.concatenate([[0], np.cumsum(flags, dtype=np.int64)])
     starts = m.offsets[:-1, None]
-    prefix_end = m.prefix_end
-    if images is not None:
-        starts, prefix_end = starts[images], prefix_end[images]
-    per_image = cumulative[starts + prefix_end + 1] - cumulative[starts]
-    return per_image.sum(axis=0).astype(np.float64)
+    return cumulative[starts + m.prefix_end + 1] - cumulative[starts]
