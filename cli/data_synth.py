@@ -12,18 +12,38 @@ from cli.console import ProgressCallback, log
 
 @data_group.command("synth")
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--images", "num_images", default=200, show_default=True,
-              type=click.IntRange(min=11),
-              help="Number of images (train + val; val needs one per FDDB fold, so >= 11).")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Random seed: the same seed writes the same bytes.")
-@click.option("--val-fraction", default=0.25, show_default=True,
-              type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
-              help="Share of images in the val split (at least 10 images).")
-@click.option("--max-side", default=512, show_default=True, type=click.IntRange(128, 4096),
-              help="Long side of every image in pixels; face sizes scale with it.")
-@click.option("--workers", type=click.IntRange(min=1),
-              help="Processes to draw with [default: up to 2].")
+@click.option(
+    "--images",
+    "num_images",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=11),
+    help="Number of images (train + val; val needs one per FDDB fold, so >= 11).",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Random seed: the same seed writes the same bytes.",
+)
+@click.option(
+    "--val-fraction",
+    default=0.25,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    help="Share of images in the val split (at least 10 images).",
+)
+@click.option(
+    "--max-side",
+    default=512,
+    show_default=True,
+    type=click.IntRange(128, 4096),
+    help="Long side of every image in pixels; face sizes scale with it.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="Processes to draw with [default: up to 2]."
+)
 @click.option("--json", "json_path", help="Write the manifest as JSON to this path ('-' = stdout).")
 def synth_command(
     out: str,
@@ -51,8 +71,15 @@ def synth_command(
     start = time.monotonic()
     bar = ProgressCallback("drawing images")
     try:
-        manifest = generate(out, num_images=num_images, seed=seed, val_fraction=val_fraction,
-                            max_side=max_side, progress=bar, workers=workers)
+        manifest = generate(
+            out,
+            num_images=num_images,
+            seed=seed,
+            val_fraction=val_fraction,
+            max_side=max_side,
+            progress=bar,
+            workers=workers,
+        )
     finally:
         bar.close()
     counts = manifest["counts"]

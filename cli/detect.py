@@ -19,7 +19,7 @@ from cli.console import ProgressCallback, log
 from facebench.atomic import write_json
 from facebench.errors import FacebenchError
 
-FORMATS = ("wider", "fddb-rect", "fddb-ellipse")
+FORMATS = ("wider", "fddb-rect", "fddb-ellipse", "coco")
 OWN_DETECTOR = "facebench"
 
 
@@ -158,7 +158,8 @@ def _check_empty(path: Path, overwrite: bool) -> None:
     "fmt",
     type=click.Choice(FORMATS),
     default=None,
-    help="Output layout (default: wider; fddb-rect for --fddb-folds).",
+    help="Output layout (default: wider; fddb-rect for --fddb-folds); coco: detections.json "
+    "(COCO results) + images.json (image-id map).",
 )
 @click.option(
     "--per-scale",
@@ -323,6 +324,8 @@ def _writers(det: Any, out: Path, fmt: str, per_scale: bool, overwrite: bool) ->
 
     if fmt == "wider":
         main: Any = detection.WiderWriter(out)
+    elif fmt == "coco":
+        main = detection.CocoWriter(out)
     else:
         main = detection.FddbWriter(out, ellipse=fmt == "fddb-ellipse")
     if not per_scale:
@@ -336,5 +339,7 @@ def _writers(det: Any, out: Path, fmt: str, per_scale: bool, overwrite: bool) ->
         "--per-scale: NMS runs within each anchor scale; the main output is their cross-scale "
         f"merge (greedy NMS at IoU {det.nms_iou}, top {det.max_detections})"
     )
-    return [MergedWriter(main, det.nms_iou, det.max_detections),
-            detection.PerScaleWiderWriter(out, names)]
+    return [
+        MergedWriter(main, det.nms_iou, det.max_detections),
+        detection.PerScaleWiderWriter(out, names),
+    ]

@@ -54,6 +54,12 @@ def _parse_at(values: tuple[str, ...]) -> tuple[float, ...]:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="CSV with columns name (or image),width,height instead of the images.",
 )
+@click.option(
+    "--image-ids",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Image-id map of COCO results DETS.json (default: images.json beside each).",
+)
 @click.option("--fold", type=click.IntRange(1, 10), help="Evaluate one fold only (default: all).")
 @click.option(
     "--format",
@@ -140,6 +146,7 @@ def eval_fddb(
     folds_dir: Path,
     images_dir: Path | None,
     sizes_csv: Path | None,
+    image_ids: Path | None,
     fold: int | None,
     det_format: str,
     rect_to_ellipse: str,
@@ -158,7 +165,8 @@ def eval_fddb(
     """Evaluate FDDB detections with the official discrete and continuous ROC.
 
     DETS are detection files in the official layout (per image: name line, count line,
-    one region per line), optionally as NAME=FILE, or folders of fold-XX-out.txt files.
+    one region per line), optionally as NAME=FILE, folders of fold-XX-out.txt files, or
+    COCO results files DETS.json ([{"image_id", "bbox": [x,y,w,h], "score"}]).
     All 10 folds are evaluated in one run, as the FDDB protocol requires (--fold K for
     one). Image sizes come from the images' headers (--images) or a CSV (--image-sizes).
 
@@ -214,7 +222,7 @@ def eval_fddb(
     results = {}
     analyses = {}
     for name, path in methods:
-        detections = load_detections(path, format=det_format)  # type: ignore[arg-type]
+        detections = load_detections(path, det_format, image_ids)  # type: ignore[arg-type]
         if rect_to_ellipse == "s3fd":
             detections = rects_to_ellipses(detections)
         progress = ProgressCallback(f"{name}: overlaps")

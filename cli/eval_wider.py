@@ -49,6 +49,12 @@ _SHOWN = 5  # problems listed one by one before summarising the rest
     help="Missing or malformed prediction files are errors (default: no predictions).",
 )
 @click.option(
+    "--image-ids",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Image-id map of COCO results PRED.json (default: images.json beside each).",
+)
+@click.option(
     "--images",
     "images_dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -105,6 +111,7 @@ def eval_wider(
     plot_path: Path | None,
     curves_path: Path | None,
     strict: bool,
+    image_ids: Path | None,
     images_dir: Path | None,
     image_sizes: Path | None,
     score_thresh: float | None,
@@ -114,7 +121,8 @@ def eval_wider(
     breakdown: bool,
     breakdown_plot: Path | None,
 ) -> None:
-    """Evaluate prediction folders PRED (official layout <event>/<image>.txt, or NAME=DIR).
+    """Evaluate prediction folders PRED (official layout <event>/<image>.txt, or NAME=DIR)
+    or COCO results files PRED.json ([{"image_id", "bbox": [x,y,w,h], "score"}]).
 
     Prints one row per method with AP (%) for Easy, Medium, Hard and All (every face),
     then operating points per method and setting, protocol-check warnings and, with
@@ -136,6 +144,11 @@ def eval_wider(
         write_curves_csv,
         write_plot,
     )
+    from facebench.formats.coco import (
+        is_coco_results,
+        read_coco_results,
+        wider_predictions_from_coco,
+    )
     from facebench.formats.wider import read_eval_gt, read_wider_predictions
 
     if images_dir is not None and image_sizes is not None:
@@ -150,7 +163,10 @@ def eval_wider(
     for name, folder in methods:
         reading = ProgressCallback(f"reading {name}")
         try:
-            preds = read_wider_predictions(folder, gt, strict=strict, progress=reading)
+            if is_coco_results(folder):
+                preds = wider_predictions_from_coco(read_coco_results(folder, image_ids), gt)
+            else:
+                preds = read_wider_predictions(folder, gt, strict=strict, progress=reading)
         finally:
             reading.close()
         _report_problems(name, preds)

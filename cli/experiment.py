@@ -37,38 +37,89 @@ def _designs(text: str) -> list[str]:
 
 
 @experiment_group.command("ablation")
-@click.option("--data", type=click.Path(path_type=Path, file_okay=False),
-              help="Synthetic data folder or WIDER root (WIDER_train/, WIDER_val/, "
-                   "wider_face_split/, ground_truth/). Absent: the protocol's synthetic set is "
-                   "generated into OUT/data.")
-@click.option("--designs", default="table1", show_default=True,
-              help="Comma-separated design names or presets: table1 (the paper's 5 designs), "
-                   "all (table1 + smooth-L1, OHEM, focal loss), quick.")
-@click.option("--seeds", type=click.IntRange(1), default=3, show_default=True,
-              help="Seeds 0..K-1 per design (spread over seeds decides 'no difference').")
-@click.option("--budget", type=click.IntRange(1), default=None,
-              help="Training iterations per run (default: the protocol's).")
-@click.option("--protocol", "protocol_name", default="cpu-full", show_default=True,
-              type=click.Choice(["cpu-full", "gpu-resnet50"]),
-              help="Preset protocol (see detector.experiments.protocol).")
-@click.option("--backbone", type=click.Choice(["tiny", "resnet18", "resnet50"]), default=None,
-              help="Override the protocol's backbone.")
-@click.option("--quick", is_flag=True,
-              help="CI pipeline check: tiny data, 2 designs, a few iterations "
-                   "(numbers meaningless).")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Synthetic data folder or WIDER root (WIDER_train/, WIDER_val/, "
+    "wider_face_split/, ground_truth/). Absent: the protocol's synthetic set is "
+    "generated into OUT/data.",
+)
+@click.option(
+    "--designs",
+    default="table1",
+    show_default=True,
+    help="Comma-separated design names or presets: table1 (the paper's 5 designs), "
+    "all (table1 + smooth-L1, OHEM, focal loss), quick.",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Seeds 0..K-1 per design (spread over seeds decides 'no difference').",
+)
+@click.option(
+    "--budget",
+    type=click.IntRange(1),
+    default=None,
+    help="Training iterations per run (default: the protocol's).",
+)
+@click.option(
+    "--protocol",
+    "protocol_name",
+    default="cpu-full",
+    show_default=True,
+    type=click.Choice(["cpu-full", "gpu-resnet50"]),
+    help="Preset protocol (see detector.experiments.protocol).",
+)
+@click.option(
+    "--backbone",
+    type=click.Choice(["tiny", "resnet18", "resnet50"]),
+    default=None,
+    help="Override the protocol's backbone.",
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="CI pipeline check: tiny data, 2 designs, a few iterations (numbers meaningless).",
+)
 @click.option("--workers", default=1, show_default=True, help="Data-loading processes per run.")
-@click.option("--threads", type=click.IntRange(0), default=0, show_default=True,
-              help="torch threads for training/detection (0: torch's default; 1 is faster "
-                   "on cores shared with other jobs).")
-@click.option("--report-only", is_flag=True,
-              help="Train nothing: write the report from the runs finished so far.")
-@click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False),
-              help="Report folder (runs/ and data/ live inside it; re-running resumes).")
-@click.option("--json", "json_path", default=None,
-              help="Also write report.json here ('-' for stdout).")
-def ablation_command(data: Path | None, designs: str, seeds: int, budget: int | None,
-                     protocol_name: str, backbone: str | None, quick: bool, workers: int,
-                     threads: int, report_only: bool, out: Path, json_path: str | None) -> None:
+@click.option(
+    "--threads",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="torch threads for training/detection (0: torch's default; 1 is faster "
+    "on cores shared with other jobs).",
+)
+@click.option(
+    "--report-only",
+    is_flag=True,
+    help="Train nothing: write the report from the runs finished so far.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Report folder (runs/ and data/ live inside it; re-running resumes).",
+)
+@click.option(
+    "--json", "json_path", default=None, help="Also write report.json here ('-' for stdout)."
+)
+def ablation_command(
+    data: Path | None,
+    designs: str,
+    seeds: int,
+    budget: int | None,
+    protocol_name: str,
+    backbone: str | None,
+    quick: bool,
+    workers: int,
+    threads: int,
+    report_only: bool,
+    out: Path,
+    json_path: str | None,
+) -> None:
     """Train each design with identical budget, data, augmentation and seeds; report the
     paper's Table 1 layout (mean +- spread over seeds, paper numbers beside), Figure 2,
     the protocol and a computed verdict for each of the paper's claims (1)-(5).
@@ -84,11 +135,21 @@ def ablation_command(data: Path | None, designs: str, seeds: int, budget: int | 
     if backbone is not None:
         protocol = protocol.with_changes(backbone=backbone)
     names = list(DESIGN_PRESETS["quick"]) if quick and designs == "table1" else _designs(designs)
-    log(f"ablation '{protocol.name}': {len(names)} design(s) x {seeds} seed(s), "
-        f"{protocol.iterations} iterations each ({protocol.backbone}) -> {out}")
+    log(
+        f"ablation '{protocol.name}': {len(names)} design(s) x {seeds} seed(s), "
+        f"{protocol.iterations} iterations each ({protocol.backbone}) -> {out}"
+    )
     state = run_ablation(
-        out, protocol, names, list(range(seeds)), data=data, workers=workers,
-        train=not report_only, log=log, train_progress=TrainProgress(), threads=threads or None,
+        out,
+        protocol,
+        names,
+        list(range(seeds)),
+        data=data,
+        workers=workers,
+        train=not report_only,
+        log=log,
+        train_progress=TrainProgress(),
+        threads=threads or None,
     )
     # Imported after the runs: a long ablation picks up the report code as it is at the end.
     from detector.experiments.report import write_report
@@ -96,7 +157,9 @@ def ablation_command(data: Path | None, designs: str, seeds: int, budget: int | 
     report = write_report(out, state)
     for line in report["verdict_lines"]:
         log(line)
-    log(f"{state.trained} run(s) trained, {state.reused} reused, {state.skipped} missing; "
-        f"report: {out / 'report.md'}")
+    log(
+        f"{state.trained} run(s) trained, {state.reused} reused, {state.skipped} missing; "
+        f"report: {out / 'report.md'}"
+    )
     if json_path:
         write_json(json_path, report)

@@ -46,23 +46,58 @@ QUICK = {
 
 
 @main.command("quickstart")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
-              help="Folder for data, run, detections and report (created; must be new or empty).")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for data, run, detections and report (created; must be new or empty).",
+)
 @click.option("--images", default=200, show_default=True, help="Synthetic images (25% val).")
-@click.option("--iterations", default=QUICK["iterations"], show_default=True,
-              help="Training iterations (2 images each).")
-@click.option("--backbone", default="tiny", show_default=True,
-              type=click.Choice(["tiny", "resnet18"]), help="Small backbone for CPU.")
+@click.option(
+    "--iterations",
+    default=QUICK["iterations"],
+    show_default=True,
+    help="Training iterations (2 images each).",
+)
+@click.option(
+    "--backbone",
+    default="tiny",
+    show_default=True,
+    type=click.Choice(["tiny", "resnet18"]),
+    help="Small backbone for CPU.",
+)
 @click.option("--seed", default=0, show_default=True)
-@click.option("--threads", type=click.IntRange(0), default=1, show_default=True,
-              help="torch threads (0: torch's default). One thread is as fast for the small "
-              "CPU model and immune to oversubscription on a busy machine.")
-@click.option("--workers", default=0, show_default=True,
-              help="Data-loading processes (0: load in the training process).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False),
-              help="Also write the summary JSON here ('-' for stdout).")
-def quickstart_command(out: str, images: int, iterations: int, backbone: str, seed: int,
-                       threads: int, workers: int, json_path: str | None) -> None:
+@click.option(
+    "--threads",
+    type=click.IntRange(0),
+    default=1,
+    show_default=True,
+    help="torch threads (0: torch's default). One thread is as fast for the small "
+    "CPU model and immune to oversubscription on a busy machine.",
+)
+@click.option(
+    "--workers",
+    default=0,
+    show_default=True,
+    help="Data-loading processes (0: load in the training process).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    help="Also write the summary JSON here ('-' for stdout).",
+)
+def quickstart_command(
+    out: str,
+    images: int,
+    iterations: int,
+    backbone: str,
+    seed: int,
+    threads: int,
+    workers: int,
+    json_path: str | None,
+) -> None:
     """Synthetic data -> train -> detect -> WIDER AP and FDDB ROC report, on CPU.
 
     Writes OUT/summary.json ({"wider": {"easy", "medium", "hard"}, "fddb": {"discrete":
@@ -143,8 +178,17 @@ def run_quickstart(
             "val_images": manifest["counts"]["val"]["images"],
             "val_faces": {k: manifest["counts"]["val"][k] for k in ("easy", "medium", "hard")},
         },
-        "detect": {k: protocol[k] for k in ("scales", "max_side", "nms_iou", "score_thresh",
-                                            "max_detections", "pre_nms_top_n")},
+        "detect": {
+            k: protocol[k]
+            for k in (
+                "scales",
+                "max_side",
+                "nms_iou",
+                "score_thresh",
+                "max_detections",
+                "pre_nms_top_n",
+            )
+        },
         "seconds": {k: round(v, 2) for k, v in timings.items()},
         "report": str(report),
     }
@@ -172,21 +216,33 @@ def _train(data: Path, run: Path, iterations: int, backbone: str, seed: int, wor
 
     log(f"[2/4] training {QUICK['design']} ({backbone}) for {iterations} iterations -> {run}")
     cfg = TrainConfig(
-        data=str(data), out=str(run), design=QUICK["design"], backbone=backbone,
+        data=str(data),
+        out=str(run),
+        design=QUICK["design"],
+        backbone=backbone,
         overrides=dict(QUICK["overrides"]),
-        iterations=iterations, batch_size=QUICK["batch_size"], lr=QUICK["lr"],
+        iterations=iterations,
+        batch_size=QUICK["batch_size"],
+        lr=QUICK["lr"],
         optimizer=QUICK["optimizer"],
-        max_side=QUICK["max_side"], scale_choices=QUICK["scale_choices"], workers=workers,
+        max_side=QUICK["max_side"],
+        scale_choices=QUICK["scale_choices"],
+        workers=workers,
         clip_grad_norm=QUICK["clip_grad_norm"],
-        seed=seed, device="cpu", checkpoint_every=max(iterations // 4, 1), keep_checkpoints=0,
+        seed=seed,
+        device="cpu",
+        checkpoint_every=max(iterations // 4, 1),
+        keep_checkpoints=0,
         log_every=10,
     )
     from cli.console import warn
 
     result = train(cfg, progress=TrainProgress(), warn=warn)
-    log(f"trained {result.iterations} iterations in {result.seconds:.0f}s "
+    log(
+        f"trained {result.iterations} iterations in {result.seconds:.0f}s "
         f"({result.images_per_s:.2f} images/s), loss {result.first_loss:.3f} -> "
-        f"{result.last_loss:.3f}")
+        f"{result.last_loss:.3f}"
+    )
     return result, cfg
 
 
@@ -195,15 +251,18 @@ def _detect(checkpoint: Path, data: Path, out: Path) -> dict:
     from facebench import detection
 
     log(f"[3/4] detecting on the synthetic val split (scales {QUICK['test_scales']}) -> {out}")
-    det = CheckpointDetector(str(checkpoint), scales=QUICK["test_scales"],
-                             pre_nms_top_n=QUICK["pre_nms_top_n"])
+    det = CheckpointDetector(
+        str(checkpoint), scales=QUICK["test_scales"], pre_nms_top_n=QUICK["pre_nms_top_n"]
+    )
     root = data / "widerface"
     split = root / "wider_face_split" / "wider_face_val_bbx_gt.txt"
     items = detection.wider_images(root / "WIDER_val", split)
     fddb_items = detection.fddb_images(data / "fddb" / "FDDB-folds", data / "fddb" / "originalPics")
     # The synthetic FDDB folds hold the val images again: detect once, write both layouts.
-    writers = [detection.WiderWriter(out / "wider"),
-               _Rekeyed(detection.FddbWriter(out / "fddb"), fddb_items)]
+    writers = [
+        detection.WiderWriter(out / "wider"),
+        _Rekeyed(detection.FddbWriter(out / "fddb"), fddb_items),
+    ]
     progress = ProgressCallback("detecting")
     stats = detection.run_detection(det, items, writers, progress=progress)
     progress.close()
@@ -267,8 +326,9 @@ def _eval_fddb(data: Path, dets: Path, report: Path) -> dict:
 
     images = read_folds(data / "fddb" / "FDDB-folds")
     sizes = read_sizes_csv(data / "fddb" / "image_sizes.csv")
-    result = evaluate_fddb(images, sizes, load_detections(dets, format="rect"), "pixel",
-                           [im.name for im in images])
+    result = evaluate_fddb(
+        images, sizes, load_detections(dets, format="rect"), "pixel", [im.name for im in images]
+    )
     summary = result.summary(at=(100, 500, 1000))
     write_json(report / "fddb_metrics.json", summary)
     write_roc_files(report, "quickstart", result)
@@ -305,11 +365,16 @@ def _rows(summary: dict) -> list[tuple[str, str]]:
     w, f, t = summary["wider"], summary["fddb"], summary["train"]
     return [
         ("WIDER AP easy / medium / hard", f"{w['easy']:.3f} / {w['medium']:.3f} / {w['hard']:.3f}"),
-        ("FDDB TPR @1000 FP (discrete / continuous)",
-         f"{f['discrete']['1000']:.3f} / {f['continuous']['1000']:.3f}"),
-        ("training", f"{t['iterations']} iterations, {t['seconds']:.0f}s, "
-                     f"{t['images_per_s']:.2f} images/s, loss {t['first_loss']:.3f} -> "
-                     f"{t['last_loss']:.3f}"),
+        (
+            "FDDB TPR @1000 FP (discrete / continuous)",
+            f"{f['discrete']['1000']:.3f} / {f['continuous']['1000']:.3f}",
+        ),
+        (
+            "training",
+            f"{t['iterations']} iterations, {t['seconds']:.0f}s, "
+            f"{t['images_per_s']:.2f} images/s, loss {t['first_loss']:.3f} -> "
+            f"{t['last_loss']:.3f}",
+        ),
         ("model", f"{t['design']} / {t['backbone']}"),
         ("total time", f"{summary['seconds']['total']:.0f}s"),
     ]
@@ -320,8 +385,12 @@ def _write_markdown(path: Path, summary: dict) -> None:
 
     lines = ["# facebench quickstart", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in _rows(summary)]
-    lines += ["", "Plots: `wider_pr.png`, `fddb_roc.png`; metrics: `wider_metrics.json`, "
-              "`fddb_metrics.json`.", ""]
+    lines += [
+        "",
+        "Plots: `wider_pr.png`, `fddb_roc.png`; metrics: `wider_metrics.json`, "
+        "`fddb_metrics.json`.",
+        "",
+    ]
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
 

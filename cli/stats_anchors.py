@@ -53,9 +53,7 @@ _DEFAULT_DESIGNS = "rpn,fpn,fpn-finest-stride,fpn-finest,fpn-finest-sampling"
     default=None,
     help="Worker processes (default: CPU count, at most 4; 0 counts in this process).",
 )
-@click.option(
-    "--split", default="train", show_default=True, help="WIDER split (train or val)."
-)
+@click.option("--split", default="train", show_default=True, help="WIDER split (train or val).")
 @click.option(
     "--image-sizes",
     type=click.Path(path_type=Path),
@@ -63,11 +61,20 @@ _DEFAULT_DESIGNS = "rpn,fpn,fpn-finest-stride,fpn-finest,fpn-finest-sampling"
     help="CSV name,width,height giving image sizes when the images are absent.",
 )
 @click.option("--json", "json_path", default=None, help="Write the report as JSON ('-': stdout).")
-@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None,
-              help="Write one row per design and scale.")
-@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None,
-              help="PNG of the positive/negative distributions per scale, designs side by"
-              " side (Figure 2).")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write one row per design and scale.",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="PNG of the positive/negative distributions per scale, designs side by side (Figure 2).",
+)
 def stats_anchors(
     data: Path,
     designs: str,

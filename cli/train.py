@@ -72,55 +72,120 @@ def set_threads(threads: int) -> None:
 
 
 @main.command("train")
-@click.option("--data", "data", required=True, type=click.Path(exists=True, file_okay=False),
-              help="WIDER FACE root (WIDER_train/, wider_face_split/) or a synthetic data folder.")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
-              help="Run folder: checkpoints, metrics.jsonl, config.json.")
-@click.option("--design", default="fpn-finest-sampling", show_default=True,
-              help="Detector design (see detector.designs).")
-@click.option("--backbone", default="resnet50", show_default=True,
-              type=click.Choice(["resnet50", "resnet18", "tiny"]))
-@click.option("--backbone-weights", type=click.Path(dir_okay=False),
-              help="torchvision ResNet state dict to start from (nothing is downloaded).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Design/model override passed to build_detector (repeatable).")
+@click.option(
+    "--data",
+    "data",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="WIDER FACE root (WIDER_train/, wider_face_split/) or a synthetic data folder.",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Run folder: checkpoints, metrics.jsonl, config.json.",
+)
+@click.option(
+    "--design",
+    default="fpn-finest-sampling",
+    show_default=True,
+    help="Detector design (see detector.designs).",
+)
+@click.option(
+    "--backbone",
+    default="resnet50",
+    show_default=True,
+    type=click.Choice(["resnet50", "resnet18", "tiny"]),
+)
+@click.option(
+    "--backbone-weights",
+    type=click.Path(dir_okay=False),
+    help="torchvision ResNet state dict to start from (nothing is downloaded).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Design/model override passed to build_detector (repeatable).",
+)
 @click.option("--split", default="train", show_default=True, help="WIDER split to train on.")
 @click.option("--epochs", type=int, help="Schedule length in epochs (paper: 100).")
 @click.option("--iterations", type=int, help="Schedule length in iterations (instead of epochs).")
-@click.option("--batch-size", default=1, show_default=True,
-              help="Images per process per iteration (paper: 1 per GPU, 8 GPUs).")
-@click.option("--micro-batch", default=1, show_default=True,
-              help="Images per forward pass; gradients are averaged over the batch.")
-@click.option("--base-lr", default=0.01, show_default=True,
-              help="Learning rate for a total batch of 8, scaled linearly with the total batch.")
+@click.option(
+    "--batch-size",
+    default=1,
+    show_default=True,
+    help="Images per process per iteration (paper: 1 per GPU, 8 GPUs).",
+)
+@click.option(
+    "--micro-batch",
+    default=1,
+    show_default=True,
+    help="Images per forward pass; gradients are averaged over the batch.",
+)
+@click.option(
+    "--base-lr",
+    default=0.01,
+    show_default=True,
+    help="Learning rate for a total batch of 8, scaled linearly with the total batch.",
+)
 @click.option("--lr", type=float, help="Absolute learning rate (overrides --base-lr scaling).")
 @click.option("--warmup-iters", type=int, help="Linear warm-up length (default min(500, 5%)).")
-@click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "adamw"]),
-              help="sgd: the paper (momentum 0.9); adamw: faster from a random init.")
+@click.option(
+    "--optimizer",
+    default="sgd",
+    show_default=True,
+    type=click.Choice(["sgd", "adamw"]),
+    help="sgd: the paper (momentum 0.9); adamw: faster from a random init.",
+)
 @click.option("--momentum", default=0.9, show_default=True)
 @click.option("--weight-decay", default=5e-5, show_default=True)
 @click.option("--clip-grad-norm", type=float, help="Clip the gradient norm (off by default).")
-@click.option("--max-side", default=1200, show_default=True,
-              help="Random crop so that no training image side exceeds this.")
-@click.option("--scales", "scale_choices", default="0.25,0.5,0.75,1,1.25,1.5,1.75,2",
-              show_default=True, help="Scale-jitter factors (comma separated).")
+@click.option(
+    "--max-side",
+    default=1200,
+    show_default=True,
+    help="Random crop so that no training image side exceeds this.",
+)
+@click.option(
+    "--scales",
+    "scale_choices",
+    default="0.25,0.5,0.75,1,1.25,1.5,1.75,2",
+    show_default=True,
+    help="Scale-jitter factors (comma separated).",
+)
 @click.option("--no-flip", is_flag=True, help="Disable the random horizontal flip.")
 @click.option("--workers", default=2, show_default=True, help="Data-loading processes.")
-@click.option("--threads", type=click.IntRange(0), default=0, show_default=True,
-              help="torch intra-op threads per process (0: torch's default). On a small, "
-              "shared CPU 1 avoids oversubscription, which can slow training 10x.")
+@click.option(
+    "--threads",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="torch intra-op threads per process (0: torch's default). On a small, "
+    "shared CPU 1 avoids oversubscription, which can slow training 10x.",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--amp", is_flag=True, help="Mixed precision on CUDA (losses stay float32).")
 @click.option("--sync-bn", is_flag=True, help="SyncBatchNorm across GPUs (distributed CUDA).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--checkpoint-every", default=1000, show_default=True, help="Iterations.")
-@click.option("--keep-checkpoints", default=2, show_default=True,
-              help="Numbered checkpoints kept (0 keeps all).")
+@click.option(
+    "--keep-checkpoints",
+    default=2,
+    show_default=True,
+    help="Numbered checkpoints kept (0 keeps all).",
+)
 @click.option("--log-every", default=20, show_default=True, help="Iterations per metrics line.")
 @click.option("--resume", is_flag=True, help="Continue from the newest complete checkpoint.")
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard events (if installed).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False),
-              help="Write the run summary as JSON ('-' for stdout).")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    help="Write the run summary as JSON ('-' for stdout).",
+)
 def train_command(**opts) -> None:
     """Train a Group Sampling face detector (paper section 5 recipe).
 
@@ -135,19 +200,37 @@ def train_command(**opts) -> None:
         opts["epochs"] = 100  # the paper's schedule
     set_threads(opts.pop("threads"))
     cfg = TrainConfig(
-        data=opts["data"], out=opts["out"], design=opts["design"], backbone=opts["backbone"],
-        backbone_weights=opts["backbone_weights"], overrides=_overrides(opts["overrides"]),
-        split=opts["split"], epochs=opts["epochs"], iterations=opts["iterations"],
-        batch_size=opts["batch_size"], micro_batch=opts["micro_batch"],
-        base_lr=opts["base_lr"], lr=opts["lr"], optimizer=opts["optimizer"],
+        data=opts["data"],
+        out=opts["out"],
+        design=opts["design"],
+        backbone=opts["backbone"],
+        backbone_weights=opts["backbone_weights"],
+        overrides=_overrides(opts["overrides"]),
+        split=opts["split"],
+        epochs=opts["epochs"],
+        iterations=opts["iterations"],
+        batch_size=opts["batch_size"],
+        micro_batch=opts["micro_batch"],
+        base_lr=opts["base_lr"],
+        lr=opts["lr"],
+        optimizer=opts["optimizer"],
         momentum=opts["momentum"],
-        weight_decay=opts["weight_decay"], warmup_iters=opts["warmup_iters"],
-        clip_grad_norm=opts["clip_grad_norm"], max_side=opts["max_side"],
-        scale_choices=_floats(opts["scale_choices"]), flip=not opts["no_flip"],
-        workers=opts["workers"], seed=opts["seed"], amp=opts["amp"], sync_bn=opts["sync_bn"],
-        device=opts["device"], checkpoint_every=opts["checkpoint_every"],
-        keep_checkpoints=opts["keep_checkpoints"], log_every=opts["log_every"],
-        resume=opts["resume"], tensorboard=opts["tensorboard"],
+        weight_decay=opts["weight_decay"],
+        warmup_iters=opts["warmup_iters"],
+        clip_grad_norm=opts["clip_grad_norm"],
+        max_side=opts["max_side"],
+        scale_choices=_floats(opts["scale_choices"]),
+        flip=not opts["no_flip"],
+        workers=opts["workers"],
+        seed=opts["seed"],
+        amp=opts["amp"],
+        sync_bn=opts["sync_bn"],
+        device=opts["device"],
+        checkpoint_every=opts["checkpoint_every"],
+        keep_checkpoints=opts["keep_checkpoints"],
+        log_every=opts["log_every"],
+        resume=opts["resume"],
+        tensorboard=opts["tensorboard"],
     )
     result = train(cfg, progress=TrainProgress(), warn=warn)
     if result.images == 0:

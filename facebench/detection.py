@@ -10,7 +10,8 @@ Image sources give :class:`ImageItem` lists: a folder of images (recursive), the
 layout (``WIDER_val/images/<event>/*.jpg``, optionally restricted to the images a split
 file lists) and FDDB folds (``FDDB-fold-XX.txt`` names + an image folder). Writers turn
 detections into the WIDER submission layout (one ``<event>/<stem>.txt`` per image), FDDB
-detection files (rectangles, or ellipses through the S3FD regressor) and, for detectors
+detection files (rectangles, or ellipses through the S3FD regressor), COCO results
+(``detections.json`` + ``images.json``) and, for detectors
 with anchor scales, one extra WIDER folder per scale (``<out>@16``...). Every file is
 written atomically; ``protocol.json`` in the output folder is written last, so its
 presence marks a complete run. This module never imports torch.
@@ -288,6 +289,34 @@ class FddbWriter:
             write_detections(path, [(k, r) for k, f, r in self._items if f == fold], fmt)
             files.append(str(path))
         return {"format": f"fddb-{fmt}", "path": str(self.root), "files": files}
+
+
+class CocoWriter:
+    """COCO results: ``<root>/detections.json`` (``[{"image_id", "category_id": 1, "bbox":
+    [x, y, w, h], "score"}]``) and ``<root>/images.json`` (``{"images": [{"id", "file_name",
+    "width", "height"}]}``, ids 1, 2, ... in input order; ``file_name`` the item key plus
+    its image suffix). Both evaluators read this pair (:mod:`facebench.formats.coco`)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._images: list[dict[str, Any]] = []
+        self._dets: list[np.ndarray] = []
+
+    def write(self, item: ImageItem, dets: np.ndarray) -> None:
+        from facebench.formats.imagesize import image_size
+
+        width, height = image_size(item.path)
+        self._images.append({"id": len(self._images) + 1, "file_name": item.key + item.path.suffix,
+                             "width": width, "height": height})  # fmt: skip
+        self._dets.append(np.column_stack([to_xywh(dets), dets[:, 4].astype(np.float64)]))
+
+    def close(self) -> dict[str, Any]:
+        from facebench.formats.coco import coco_entries, write_coco
+
+        ids = [im["id"] for im in self._images]
+        results, images = write_coco(self.root, self._images, coco_entries(ids, self._dets))
+        return {"format": "coco", "path": str(results), "image_ids": str(images),
+                "images": len(ids)}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- runner

@@ -104,13 +104,25 @@ def detection_files(path: str | Path) -> list[Path]:
 
 
 def load_detections(
-    path: str | Path, format: Literal["auto", "rect", "ellipse"] = "auto"
+    path: str | Path,
+    format: Literal["auto", "rect", "ellipse"] = "auto",
+    image_ids: str | Path | None = None,
 ) -> FddbDetections:
     """Read a detection file or a folder of ``fold-XX-out.txt`` files into one set.
 
     With ``format="auto"`` each file's form is taken from its number of fields; all files
-    of a set must agree. An image may have only one block across all files.
+    of a set must agree. An image may have only one block across all files. A ``.json``
+    file is a COCO results file (rectangles; :mod:`facebench.formats.coco`) whose ids
+    ``image_ids`` (default ``images.json`` beside it) maps to FDDB names.
     """
+    from facebench.formats import coco
+
+    if coco.is_coco_results(path):
+        if format == "ellipse":
+            raise FacebenchError(f"{path}: COCO results hold rectangles, not ellipses")
+        results = coco.read_coco_results(path, image_ids)
+        sources = {name: (results.path, None) for name in results.boxes}
+        return FddbDetections("rect", results.boxes, sources, (results.path,))  # type: ignore[arg-type]
     files = detection_files(path)
     parsed: list[DetectionFile] = [read_detection_file(f, format=format) for f in files]
     kinds = {p.format for p in parsed if p.n_regions}

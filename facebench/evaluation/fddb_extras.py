@@ -56,8 +56,7 @@ def ellipse_boxes(ellipses: np.ndarray) -> np.ndarray:
 
 def fddb_protocol_hints(dets_path: str | Path) -> ProtocolHints:
     """Hints from the ``protocol.json`` beside a detection file (or in a detection folder)."""
-    path = Path(dets_path)
-    return read_protocol_hints(path if path.is_dir() else path.parent)
+    return read_protocol_hints(dets_path)
 
 
 def analyse_fddb(

@@ -49,10 +49,12 @@ class WiderAnalysis:
 
 
 def read_protocol_hints(pred_dir: str | Path | None) -> ProtocolHints:
-    """Hints from ``<pred_dir>/protocol.json`` (written by ``facebench detect``), if present."""
+    """Hints from ``<pred_dir>/protocol.json`` (written by ``facebench detect``), if present;
+    for a prediction file (COCO results, FDDB detections), the one beside it."""
     if pred_dir is None:
         return ProtocolHints()
-    path = Path(pred_dir) / PROTOCOL_FILE
+    folder = Path(pred_dir)
+    path = (folder if folder.is_dir() else folder.parent) / PROTOCOL_FILE
     if not path.is_file():
         return ProtocolHints()
     try:
