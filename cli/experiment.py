@@ -36,6 +36,20 @@ def _designs(text: str) -> list[str]:
     return names
 
 
+def _budgets(text: str) -> tuple[int, ...]:
+    values: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if not part.isdigit() or int(part) < 2:
+            raise FacebenchError(f"--budgets: {part!r} is not an integer N >= 2")
+        if int(part) not in values:
+            values.append(int(part))
+    if not values:
+        raise FacebenchError("--budgets: give at least one N, e.g. 64,128,512")
+    return tuple(values)
+
+
 @experiment_group.command("ablation")
 @click.option(
     "--data",
@@ -49,7 +63,8 @@ def _designs(text: str) -> list[str]:
     default="table1",
     show_default=True,
     help="Comma-separated design names or presets: table1 (the paper's 5 designs), "
-    "all (table1 + smooth-L1, OHEM, focal loss), quick.",
+    "all (table1 + smooth-L1, OHEM, focal loss), sweep (table1 + OHEM + both "
+    "focal-loss normalisations), quick.",
 )
 @click.option(
     "--seeds",
@@ -65,11 +80,17 @@ def _designs(text: str) -> list[str]:
     help="Training iterations per run (default: the protocol's).",
 )
 @click.option(
+    "--budgets",
+    default=None,
+    help="Comma-separated sample budgets N to sweep, e.g. 64,128,512 (default: the "
+    "protocol's; cpu-full-v2 sweeps 64,128,512).",
+)
+@click.option(
     "--protocol",
     "protocol_name",
     default="cpu-full",
     show_default=True,
-    type=click.Choice(["cpu-full", "gpu-resnet50"]),
+    type=click.Choice(["cpu-full", "cpu-full-v2", "gpu-resnet50"]),
     help="Preset protocol (see detector.experiments.protocol).",
 )
 @click.option(
@@ -111,6 +132,7 @@ def ablation_command(
     designs: str,
     seeds: int,
     budget: int | None,
+    budgets: str | None,
     protocol_name: str,
     backbone: str | None,
     quick: bool,
@@ -134,10 +156,13 @@ def ablation_command(
         protocol = protocol.with_changes(iterations=budget)
     if backbone is not None:
         protocol = protocol.with_changes(backbone=backbone)
+    if budgets is not None:
+        protocol = protocol.with_changes(budgets=_budgets(budgets))
     names = list(DESIGN_PRESETS["quick"]) if quick and designs == "table1" else _designs(designs)
     log(
-        f"ablation '{protocol.name}': {len(names)} design(s) x {seeds} seed(s), "
-        f"{protocol.iterations} iterations each ({protocol.backbone}) -> {out}"
+        f"ablation '{protocol.name}': {len(names)} design(s) x {seeds} seed(s) x N in "
+        f"{', '.join(map(str, protocol.sweep))}, {protocol.iterations} iterations each "
+        f"({protocol.backbone}) -> {out}"
     )
     state = run_ablation(
         out,

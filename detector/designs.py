@@ -18,6 +18,7 @@ name                            features   stride per scale (px)   training samp
 ``fpn-finest-sampling``         P2         4, 4, 4, 4              group sampling (the paper)
 ``fpn-finest-ohem``             P2         4, 4, 4, 4              OHEM, top B=1024 by loss
 ``fpn-finest-focal``            P2         4, 4, 4, 4              none; focal loss a=.25 g=2
+``fpn-finest-focal-per-image``  as fpn-finest-focal, loss normalised per image (old rule)
 ``fpn-finest-sampling-smooth-l1``  as fpn-finest-sampling, smooth-L1 regression (Table 3)
 ``fpn-finest-sampling-neg-log-iou``  as fpn-finest-sampling, -ln(IoU) regression (Table 3)
 ``fpn-finest-sampling-frcnn-plain``  + Fast R-CNN, random 1:3 RoIs, smooth-L1 (Table 5)
@@ -59,6 +60,11 @@ SIZE_DIVISIBILITY = 32
 
 SAMPLERS = ("group", "random", "ohem", "none")
 CLASSIFICATION_LOSSES = ("softmax", "focal")
+#: How the focal loss sum is normalised: ``batch`` divides the batch's summed loss by the
+#: batch's positive count (RetinaNet's rule, floor 1); ``image`` divides each image's sum by
+#: that image's positive count (floor 1) and averages over images (this project's first rule,
+#: which lets an image with one positive weigh as much as one with a hundred).
+FOCAL_NORMALISERS = ("batch", "image")
 REGRESSION_LOSSES = ("iou_squared", "neg_log_iou", "smooth_l1")
 DEFAULT_GROUP_SIZE = 2048
 
@@ -87,6 +93,7 @@ class Design:
     classification_loss: str = "softmax"
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
+    focal_normaliser: str = "batch"
     regression_loss: str = "iou_squared"
     second_stage: bool = False
     second_stage_sampler: str = "group"
@@ -142,6 +149,7 @@ class Design:
             ("sampler", self.sampler, SAMPLERS),
             ("classification_loss", self.classification_loss, CLASSIFICATION_LOSSES),
             ("regression_loss", self.regression_loss, REGRESSION_LOSSES),
+            ("focal_normaliser", self.focal_normaliser, FOCAL_NORMALISERS),
             ("second_stage_sampler", self.second_stage_sampler, ("group", "random")),
             (
                 "second_stage_regression_loss",
@@ -188,6 +196,11 @@ _ALL = [
     Design(
         "fpn-finest-focal", "FPN-finest with focal loss (alpha 0.25, gamma 2), no sampling",
         sampler="none", classification_loss="focal", **_FINEST,
+    ),
+    Design(
+        "fpn-finest-focal-per-image",
+        "FPN-finest with focal loss normalised per image by its positives (floor 1)",
+        sampler="none", classification_loss="focal", focal_normaliser="image", **_FINEST,
     ),
     Design(
         "fpn-finest-sampling-smooth-l1", "FPN-finest-sampling with smooth-L1 regression",

@@ -7,10 +7,14 @@ Training: ``model(images, targets) -> {"loss_cls", "loss_reg"[, "loss_roi_cls",
 "loss_roi_reg"]}`` (sum them). Per image the anchors are matched to the faces (two-pass,
 :mod:`detector.matching`), training samples are chosen by the design's sampler
 (:mod:`detector.sampling`), and the classification loss is averaged over the sampled anchors
-of the batch (focal loss: summed and divided by the positives), the regression loss over the
-sampled positive anchors. ``model.last_stats`` then holds plain numbers for logging, summed over
-the batch: per anchor scale (lists, scale order) ``positives``, ``negatives``, ``ignored`` after
-matching and ``sampled_positives``, ``sampled_negatives``; totals ``faces`` (non-ignored),
+of the batch (focal loss: by the design's ``focal_normaliser``: the batch's summed loss over
+the batch's positive count, RetinaNet's rule, or each image's over its own), the regression
+loss over the sampled positive anchors. A training step split into micro-batches passes
+``cls_normaliser`` (the whole batch's positive count, :meth:`count_positives`, times the
+micro-batch's share of the batch) so that the batch rule holds across micro-batches.
+``model.last_stats`` then holds plain numbers for logging, summed over the batch: per anchor
+scale (lists, scale order) ``positives``, ``negatives``, ``ignored`` after matching and
+``sampled_positives``, ``sampled_negatives``; totals ``faces`` (non-ignored),
 ``faces_matched`` (faces with at least one positive anchor), ``sampled``,
 ``sampled_total_positives``; with the second stage also ``roi_sampled``,
 ``roi_sampled_positives``.
@@ -113,8 +117,12 @@ class GroupSamplingDetector(nn.Module):
             self._anchor_cache = {key: anchors_for(self.design, height, width, device)}
         return self._anchor_cache[key]
 
-    def forward(self, images: torch.Tensor, targets: list[dict] | None = None):
-        """Training: losses dict (needs targets). Eval: list of per-image detections."""
+    def forward(self, images: torch.Tensor, targets: list[dict] | None = None,
+                cls_normaliser: float | None = None):
+        """Training: losses dict (needs targets). Eval: list of per-image detections.
+
+        ``cls_normaliser``: divisor of the focal loss sum under the ``batch`` rule (None: this
+        call's positive count, floor 1); ignored by the other losses and rules."""
         self._check_images(images)
         features = self._features(images)
         logits, deltas = self.head(features)
@@ -123,7 +131,9 @@ class GroupSamplingDetector(nn.Module):
             if targets is None:
                 raise FacebenchError("training mode needs targets (list of dicts with 'boxes')")
             targets = self._check_targets(targets, len(images), images.device)
-            losses = self._dense_losses(logits, deltas, anchors, scale_ids, targets)
+            losses = self._dense_losses(
+                logits, deltas, anchors, scale_ids, targets, cls_normaliser
+            )
             if self.second_stage is not None:
                 with torch.no_grad():
                     dets = self._detect(
@@ -167,8 +177,22 @@ class GroupSamplingDetector(nn.Module):
             return ohem_select(anchor_loss(), labels, d.ohem_batch)
         return labels >= 0  # focal loss: every labelled anchor
 
-    def _dense_losses(self, logits, deltas, anchors, scale_ids, targets):
+    @torch.no_grad()
+    def count_positives(self, height: int, width: int, targets: list[dict]) -> int:
+        """Positive anchors (after matching) of ``targets`` on a padded ``height x width``
+        input: the count the focal loss's batch rule divides by."""
+        anchors, _ = self.anchors(height, width, self.mean.device)
+        total = 0
+        for t in self._check_targets(targets, len(targets), self.mean.device):
+            labels, _ = match_anchors(
+                anchors, t["boxes"], self.design.pos_iou, self.design.neg_iou, t["ignore"]
+            )
+            total += int((labels == 1).sum())
+        return total
+
+    def _dense_losses(self, logits, deltas, anchors, scale_ids, targets, cls_normaliser=None):
         d = self.design
+        per_image = d.classification_loss == "focal" and d.focal_normaliser == "image"
         num_scales = d.num_scales
         cls_sum = logits.new_zeros((), dtype=torch.float32)
         reg_sum = logits.new_zeros((), dtype=torch.float32)
@@ -196,9 +220,10 @@ class GroupSamplingDetector(nn.Module):
             idx = mask.nonzero().squeeze(1)
             lab = labels[idx]
             if d.classification_loss == "focal":
-                cls_sum = cls_sum + focal_loss(
-                    logits[b, idx], lab, d.focal_alpha, d.focal_gamma
-                ).sum()
+                image_sum = focal_loss(logits[b, idx], lab, d.focal_alpha, d.focal_gamma).sum()
+                if per_image:
+                    image_sum = image_sum / max(int((lab == 1).sum()), 1)
+                cls_sum = cls_sum + image_sum
             else:
                 cls_sum = cls_sum + softmax_cross_entropy(logits[b, idx], lab).sum()
             pos = idx[lab == 1]
@@ -220,9 +245,14 @@ class GroupSamplingDetector(nn.Module):
             faces=faces, faces_matched=faces_hit, sampled=num_sampled,
             sampled_total_positives=num_pos,
         )
-        normaliser = num_pos if d.classification_loss == "focal" else num_sampled
+        if per_image:
+            normaliser = len(targets)
+        elif d.classification_loss == "focal":
+            normaliser = max(num_pos, 1) if cls_normaliser is None else cls_normaliser
+        else:
+            normaliser = max(num_sampled, 1)
         return {
-            "loss_cls": cls_sum / max(normaliser, 1),
+            "loss_cls": cls_sum / normaliser,
             "loss_reg": reg_sum / max(num_pos, 1),
         }
 

@@ -541,8 +541,17 @@ class _Stepper:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         chunks = [samples[i : i + cfg.micro_batch] for i in range(0, len(samples), cfg.micro_batch)]
+        padded = []
+        for chunk in chunks:
+            images, targets = pad_batch(chunk)
+            targets = [
+                {"boxes": t["boxes"].to(ctx.device), "ignore": t["ignore"].to(ctx.device)}
+                for t in targets
+            ]
+            padded.append((images, targets))
+        batch_positives = self._batch_positives(padded)
         values: dict[str, float] = {}
-        for j, chunk in enumerate(chunks):
+        for j, (chunk, (images, targets)) in enumerate(zip(chunks, padded, strict=True)):
             last = j == len(chunks) - 1
             defer = ctx.distributed and not last
             sync = self.model.no_sync() if defer else contextlib.nullcontext()
@@ -550,14 +559,14 @@ class _Stepper:
                 # Per-image seed: the model's random sampling does not depend on the
                 # process layout or on where a resumed run started.
                 torch.manual_seed(chunk[0]["seed"])
-                images, targets = pad_batch(chunk)
                 images = images.to(ctx.device, non_blocking=True).float().div_(255.0)
-                targets = [
-                    {"boxes": t["boxes"].to(ctx.device), "ignore": t["ignore"].to(ctx.device)}
-                    for t in targets
-                ]
+                # The batch rule: each micro-batch's focal sum over the batch's positives,
+                # scaled up by 1/share because the micro-batch losses are averaged below.
+                normaliser = None if batch_positives is None else (
+                    max(batch_positives, 1) * len(chunk) / len(samples)
+                )
                 with torch.autocast(ctx.device.type, dtype=torch.float16, enabled=self.amp):
-                    losses = self.model(images, targets)
+                    losses = self.model(images, targets, cls_normaliser=normaliser)
                 # Losses are summed in float32 whatever autocast did inside the model.
                 losses = {k: v.float() for k, v in losses.items()}
                 loss = sum(losses.values())
@@ -579,6 +588,19 @@ class _Stepper:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return values
+
+    def _batch_positives(self, padded: list) -> int | None:
+        """The step's positive-anchor count when the design's focal loss uses the batch rule
+        over several micro-batches (None otherwise: one forward sees the whole batch)."""
+        design = self.core.design
+        if len(padded) < 2 or design.classification_loss != "focal" or (
+            design.focal_normaliser != "batch"
+        ):
+            return None
+        return sum(
+            self.core.count_positives(images.shape[-2], images.shape[-1], targets)
+            for images, targets in padded
+        )
 
 
 def _save(out: Path, names: list[str], base: dict, core, optimizer, schedule, scaler, it: int,

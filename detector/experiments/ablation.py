@@ -43,6 +43,19 @@ class AblationState:
     anchor_stats: dict | None = None
     data_info: dict = field(default_factory=dict)
     seconds: float = 0.0
+    budgets: list[int] = field(default_factory=list)
+    #: Figure 2 counts per budget N (``anchor_stats`` is the first budget's).
+    anchor_stats_by_budget: dict[int, dict] = field(default_factory=dict)
+
+    def at_budget(self, n: int) -> AblationState:
+        """This state restricted to budget ``n``: its runs (records carry ``budget``), the
+        protocol at ``n`` and that budget's anchor statistics; a one-budget state."""
+        return AblationState(
+            self.protocol.with_budget(n), self.data, self.designs, self.seeds,
+            results=[r for r in self.results if r.get("budget", n) == n],
+            anchor_stats=self.anchor_stats_by_budget.get(n), data_info=self.data_info,
+            budgets=[n], anchor_stats_by_budget={n: self.anchor_stats_by_budget.get(n) or {}},
+        )
 
 
 def prepare_data(data: Path | None, out: Path, protocol: AblationProtocol,
@@ -131,45 +144,55 @@ def run_ablation(
         raise FacebenchError("need at least one design and one seed")
     out.mkdir(parents=True, exist_ok=True)
     dataset, info = prepare_data(data, out, protocol, log)
-    state = AblationState(protocol, dataset, list(designs), list(seeds), data_info=info)
+    budgets = list(protocol.sweep)
+    state = AblationState(protocol, dataset, list(designs), list(seeds), data_info=info,
+                          budgets=budgets)
     runs_root = out / "runs"
-    total = len(designs) * len(seeds)
+    total = len(designs) * len(seeds) * len(budgets)
     k = 0
-    for seed in seeds:
-        for design in designs:
-            k += 1
-            spec = RunSpec(design, seed, protocol, dataset)
-            record = finished_result(spec, runs_root)
-            if record is not None:
-                state.reused += 1
-            elif train and (deadline is None or time.monotonic() < deadline):
-                log(f"[{k}/{total}] {design} seed {seed}: training {protocol.iterations} "
-                    f"iterations ({protocol.backbone})")
-                record = execute_run(spec, runs_root, workers, log, train_progress)
-                if record is None:
-                    state.skipped += 1
-                else:
-                    state.trained += 1
-                    ap = record["ap"]
-                    log(f"[{k}/{total}] {design} seed {seed}: All {ap['all']:.3f} "
-                        f"(train {record['seconds']['train']:.0f}s, "
-                        f"detect {record['seconds']['detect']:.0f}s)")
+    # Seed-major, then budget: a sweep cut short covers every design at every N.
+    for seed, n, design in ((s, n, d) for s in seeds for n in budgets for d in designs):
+        k += 1
+        spec = RunSpec(design, seed, protocol.for_run(design, n), dataset)
+        where = f"N={n} {design} seed {seed}"
+        record = finished_result(spec, runs_root)
+        if record is not None:
+            state.reused += 1
+        elif train and (deadline is None or time.monotonic() < deadline):
+            log(f"[{k}/{total}] {where}: training {protocol.iterations} "
+                f"iterations ({protocol.backbone})")
+            record = execute_run(spec, runs_root, workers, log, train_progress)
+            if record is None:
+                state.skipped += 1
             else:
-                # Report only: results of an older code version count, flagged as such.
-                record = older_code_result(spec, runs_root)
-                if record is None:
-                    state.skipped += 1
-                else:
-                    state.reused += 1
-            if record is not None:
-                state.results.append(record)
-    state.anchor_stats = anchor_statistics(out, dataset, protocol, designs, log)
+                state.trained += 1
+                ap = record["ap"]
+                log(f"[{k}/{total}] {where}: All {ap['all']:.3f} "
+                    f"(train {record['seconds']['train']:.0f}s, "
+                    f"detect {record['seconds']['detect']:.0f}s)")
+        else:
+            # Report only: results of an older code version count, flagged as such.
+            record = older_code_result(spec, runs_root)
+            if record is None:
+                state.skipped += 1
+            else:
+                state.reused += 1
+        if record is not None:
+            state.results.append({**record, "budget": n})
+    for n in budgets:
+        single = len(budgets) == 1 and not protocol.budgets
+        state.anchor_stats_by_budget[n] = anchor_statistics(
+            out, dataset, protocol if single else protocol.with_budget(n), designs, log,
+            filename=ANCHOR_STATS_FILE if single else f"anchor_stats-N{n}.json",
+        )
+    state.anchor_stats = state.anchor_stats_by_budget[budgets[0]]
     state.seconds = time.perf_counter() - start
     return state
 
 
 def anchor_statistics(out: Path, dataset: DataSet, protocol: AblationProtocol,
-                      designs: Sequence[str], log: Callable[[str], None]) -> dict:
+                      designs: Sequence[str], log: Callable[[str], None],
+                      filename: str = ANCHOR_STATS_FILE) -> dict:
     """Figure 2 counts for ``designs`` on the training split with the protocol's augmentation
     and sample budgets (one epoch, seed 0); cached in ``out/anchor_stats.json``."""
     import hashlib
@@ -184,12 +207,13 @@ def anchor_statistics(out: Path, dataset: DataSet, protocol: AblationProtocol,
         {"data": dataset.fingerprint, "train": protocol.train_recipe(), "designs": list(designs)},
         sort_keys=True,
     ).encode()).hexdigest()
-    path = out / ANCHOR_STATS_FILE
+    path = out / filename
     if path.is_file():
         cached = json.loads(path.read_text(encoding="utf-8"))
         if cached.get("key") == key:
             return cached
-    log("counting anchor statistics (Figure 2) on the training split")
+    log(f"counting anchor statistics (Figure 2) on the training split, N = "
+        f"{protocol.n_per_group}")
     training = open_training_set(dataset.data_arg, split="train")
     augment = TrainAugment(protocol.train_max_side, protocol.scale_choices, protocol.flip)
     resolved, not_counted = [], {}

@@ -54,6 +54,10 @@ class DataSet:
         return self.root / "WIDER_val"
 
     @property
+    def train_split(self) -> Path:
+        return self.root / "wider_face_split" / "wider_face_train_bbx_gt.txt"
+
+    @property
     def val_split(self) -> Path:
         return self.root / "wider_face_split" / "wider_face_val_bbx_gt.txt"
 
@@ -175,7 +179,7 @@ def execute_run(
         timings["train"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         det_dir = folder / "detections"
-        _detect(spec, Path(train_result.final_checkpoint), det_dir)
+        calibration = _detect(spec, Path(train_result.final_checkpoint), det_dir)
         timings["detect"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         ap = evaluate_outputs(spec.data.ground_truth, det_dir)
@@ -198,6 +202,7 @@ def execute_run(
                 "checkpoint": train_result.final_checkpoint,
             },
             "ap": ap,
+            "calibration": None if calibration is None else calibration.to_dict(),
             "seconds": {k: round(v, 2) for k, v in timings.items()},
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
@@ -241,7 +246,15 @@ def logged_losses(metrics: Path) -> dict[str, float | None]:
             "last_loss": losses[-1] if losses else None}
 
 
-def _detect(spec: RunSpec, checkpoint: Path, out: Path) -> None:
+def _detect(spec: RunSpec, checkpoint: Path, out: Path):
+    """Per-scale, merged and (when the protocol calibrates) calibrated-merged detections of
+    the validation images; returns the fitted calibration or None."""
+    from detector.calibration import (
+        CalibratedWriter,
+        fit_on_wider_split,
+        save_calibration,
+        sidecar_path,
+    )
     from detector.inference import CheckpointDetector
     from detector.merge import MergedWriter
     from facebench import detection
@@ -258,22 +271,39 @@ def _detect(spec: RunSpec, checkpoint: Path, out: Path) -> None:
     scale_names = [str(s) for s in det.model.design.scales]
     merged = MergedWriter(detection.WiderWriter(out / "wider"), p.nms_iou, p.max_detections)
     per_scale = detection.PerScaleWiderWriter(out / "wider", scale_names)
-    stats = detection.run_detection(det, items, [merged, per_scale])
+    writers = [merged, per_scale]
+    calibration = None
+    options = {"merged": "cross-scale greedy NMS of the per-scale detections, "
+                         f"IoU {p.nms_iou}, top {p.max_detections}"}
+    if p.calibration_images:
+        calibration = fit_on_wider_split(
+            det, spec.data.root / "WIDER_train", spec.data.train_split, p.calibration_images
+        )
+        save_calibration(calibration, sidecar_path(checkpoint))
+        writers.append(CalibratedWriter(
+            MergedWriter(detection.WiderWriter(out / "wider-calibrated"), p.nms_iou,
+                         p.max_detections), calibration,
+        ))
+        options["calibrated"] = (f"per-scale Platt scaling fitted on the first "
+                                 f"{p.calibration_images} training images, then the merge")
+    stats = detection.run_detection(det, items, writers)
     source = {"kind": "wider", "images": str(spec.data.val_images),
               "split": str(spec.data.val_split)}
-    outputs = [merged.close(), per_scale.close()]
-    record = detection.protocol_record(
-        det, source, outputs, stats,
-        options={"merged": "cross-scale greedy NMS of the per-scale detections, "
-                           f"IoU {p.nms_iou}, top {p.max_detections}"},
-    )
-    for folder in [out / "wider", *(out / f"wider@{s}" for s in scale_names)]:
+    outputs = [w.close() for w in writers]
+    record = detection.protocol_record(det, source, outputs, stats, options=options)
+    folders = [out / "wider", *(out / f"wider@{s}" for s in scale_names)]
+    if calibration is not None:
+        folders.append(out / "wider-calibrated")
+    for folder in folders:
         detection.write_protocol(folder, record)
+    return calibration
 
 
 def evaluate_outputs(gt_dir: Path, det_dir: Path) -> dict[str, float]:
     """WIDER AP (official protocol): ``easy``/``medium``/``hard``/``all`` of the merged
-    output ``det_dir/wider`` and ``@<scale>`` (All) of every ``det_dir/wider@<scale>``."""
+    output ``det_dir/wider``; ``@<scale>`` (All) and ``@<scale>/<setting>`` (Easy, Medium,
+    Hard) of every ``det_dir/wider@<scale>``; ``calibrated/<setting>`` of
+    ``det_dir/wider-calibrated`` when it exists."""
     from facebench.evaluation.wider import evaluate_wider
     from facebench.formats.wider import read_eval_gt, read_wider_predictions
 
@@ -287,6 +317,13 @@ def evaluate_outputs(gt_dir: Path, det_dir: Path) -> dict[str, float]:
         (int(p.name.partition("@")[2]), p) for p in det_dir.glob("wider@*") if p.is_dir()
     )
     for scale, folder in scales:
-        sub = evaluate_wider(gt, read_wider_predictions(folder, gt, strict=True), settings=("all",))
+        sub = evaluate_wider(gt, read_wider_predictions(folder, gt, strict=True))
         ap[f"@{scale}"] = float(sub.ap["all"])
+        for setting in SETTINGS[:3]:
+            ap[f"@{scale}/{setting}"] = float(sub.ap[setting])
+    calibrated = det_dir / "wider-calibrated"
+    if calibrated.is_dir():
+        cal = evaluate_wider(gt, read_wider_predictions(calibrated, gt, strict=True))
+        for setting in SETTINGS:
+            ap[f"calibrated/{setting}"] = float(cal.ap[setting])
     return ap
