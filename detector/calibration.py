@@ -45,6 +45,11 @@ def logit(scores: np.ndarray) -> np.ndarray:
     return np.log(s) - np.log1p(-s)
 
 
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Logistic function without overflow: ``0.5 * (1 + tanh(z / 2))``."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))
+
+
 def fit_platt(scores: np.ndarray, labels: np.ndarray, iterations: int = 100,
               l2: float = 1e-6, min_slope: float = 1e-3) -> tuple[float, float]:
     """Platt's fit of ``p = sigmoid(a * logit(s) + b)`` to ``labels`` (1 face, 0 not).
@@ -66,7 +71,7 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray, iterations: int = 100,
     x = np.stack([logit(s), np.ones_like(s)], axis=1)
     w = np.array([1.0, 0.0])
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(x @ w)))
+        p = sigmoid(x @ w)
         grad = x.T @ (p - target) + l2 * w
         hess = (x * (p * (1.0 - p))[:, None]).T @ x + l2 * np.eye(2)
         step = np.linalg.solve(hess, grad)
@@ -76,7 +81,7 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray, iterations: int = 100,
     if w[0] < min_slope:
         w[0] = min_slope
         for _ in range(iterations):
-            p = 1.0 / (1.0 + np.exp(-(x @ w)))
+            p = sigmoid(x @ w)
             step = (np.sum(p - target) + l2 * w[1]) / (np.sum(p * (1.0 - p)) + l2)
             w[1] -= step
             if abs(step) < 1e-10:
@@ -147,7 +152,7 @@ class ScaleCalibration:
                 f"{int(sid.max()) if sid.max() >= 0 else int(sid.min())}"
             )
         a, b = np.asarray(self.a)[sid], np.asarray(self.b)[sid]
-        rows[:, 4] = 1.0 / (1.0 + np.exp(-(a * logit(rows[:, 4]) + b)))
+        rows[:, 4] = sigmoid(a * logit(rows[:, 4]) + b)
         return rows[np.argsort(-rows[:, 4], kind="stable")]
 
     def to_dict(self) -> dict[str, Any]:

@@ -302,3 +302,57 @@ def test_report_only_finds_results_of_older_code(tmp_path):
     found = older_code_result(spec, tmp_path / "runs")
     assert found is not None and found["older_code"] and found["key"] == "made-by-older-code"
     assert older_code_result(RunSpec("fpn", 1, QUICK, spec.data), tmp_path / "runs") is None
+
+
+# ------------------------------------------------------------------ budget sweep (issue 12)
+
+
+def test_budget_protocol_and_focal_runs_once():
+    from detector.experiments.protocol import FULL_V2
+
+    assert FULL_V2.sweep == (64, 128, 512)
+    at64 = FULL_V2.for_run("fpn-finest-sampling", 64)
+    assert at64.design_overrides() == {"group_size": 64, "ohem_batch": 32}
+    # Focal loss samples nothing: every N gives the same run key (one run for the sweep).
+    keys = {FULL_V2.for_run("fpn-finest-focal", n).run_key("fpn-finest-focal", 0, "d")
+            for n in FULL_V2.sweep}
+    assert len(keys) == 1
+    assert len({FULL_V2.for_run("fpn-finest", n).run_key("fpn-finest", 0, "d")
+                for n in FULL_V2.sweep}) == 3
+    assert FULL_V2.test_protocol()["calibration_images"] == 32
+    assert "calibration_images" not in FULL.test_protocol()  # old run keys unchanged
+
+
+def test_bad_budgets_option_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(main, ["experiment", "ablation", "--budgets", "64,x",
+                                       "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "--budgets: 'x' is not an integer N >= 2" in result.output
+
+
+@pytest.mark.slow
+def test_budget_sweep_with_calibration_end_to_end(tmp_path):
+    from detector.experiments.ablation import run_ablation
+    from detector.experiments.report import write_report
+
+    protocol = QUICK.with_changes(budgets=(8, 64), calibration_images=3)
+    designs = ["fpn-finest", "fpn-finest-sampling", "fpn-finest-focal"]
+    state = run_ablation(tmp_path / "abl", protocol, designs, [0], threads=1)
+    assert state.trained == 5 and state.reused == 1  # focal: one run for both budgets
+    report = write_report(tmp_path / "abl", state)
+    assert report["budgets"] == [8, 64] and set(report["by_budget"]) == {"8", "64"}
+    assert report["complete"] and len(report["runs"]) == 6
+    assert report["verdict_lines"][0].startswith("N=8: (1)")
+    small, large = (report["by_budget"][n]["positives_vs_fpn_finest"] for n in ("8", "64"))
+    # N = 8 per group (2 positives) against 32 random samples (8 positives): the quota binds.
+    assert min(small) < 1.0 and min(small) <= min(large)
+    for run_dir in (tmp_path / "abl" / "runs").glob("*/seed*"):
+        assert (run_dir / "detections" / "wider-calibrated").is_dir()
+        assert (run_dir / "train" / "model_final.pt.calibration.json").is_file()
+    for r in state.results:
+        assert {"calibrated/all", "@16/easy", "@128/hard"} <= set(r["ap"])
+    sec = report["by_budget"]["8"]
+    assert set(sec["calibration"]) == set(designs)
+    text = (tmp_path / "abl" / "report.md").read_text()
+    assert "## Results at N = 64" in text and "Merge with and without calibration" in text
+    assert (tmp_path / "abl" / "figure2-N8.png").is_file()

@@ -106,3 +106,87 @@ def test_decode_clamps_size_deltas():
     boxes = BoxCoder().decode(torch.tensor([[0.0, 0, 100, 100]]), anchors)
     assert torch.isfinite(boxes).all()
     assert (boxes[0, 2] - boxes[0, 0]).item() == pytest.approx(1000, rel=1e-4)
+
+
+# ---- focal loss normalisation (issue 12) ------------------------------------------------
+
+
+def _two_image_batch():
+    """Six disjoint 16 px anchors; image A's face is anchor 0 (1 positive, 5 negatives),
+    image B's faces are anchors 1..3 (3 positives, 3 negatives). Zero logits: p = 0.5."""
+    anchors = torch.tensor([[32.0 * k, 0, 32.0 * k + 16, 16] for k in range(6)])
+    scale_ids = torch.zeros(6, dtype=torch.int64)
+    targets = [{"boxes": anchors[:1].clone()}, {"boxes": anchors[1:4].clone()}]
+    return anchors, scale_ids, targets
+
+
+@pytest.mark.parametrize("design, expected", [
+    # By hand: with p = 0.5 a positive costs 0.25 * 0.5^2 * ln 2, a negative 0.75 * 0.5^2 * ln 2.
+    # Batch rule (RetinaNet): (A: 1 pos + 5 neg, B: 3 pos + 3 neg) summed, over 4 positives.
+    ("fpn-finest-focal", (4 * 0.0625 + 8 * 0.1875) * math.log(2) / 4),
+    # Per-image rule: A's sum over its 1 positive, B's over its 3, averaged over 2 images.
+    ("fpn-finest-focal-per-image",
+     ((0.0625 + 5 * 0.1875) / 1 + (3 * 0.0625 + 3 * 0.1875) / 3) * math.log(2) / 2),
+])
+def test_focal_normalisation_by_hand_on_two_images(design, expected):
+    from detector.model import build_detector
+
+    model = build_detector(design, backbone="tiny")
+    anchors, scale_ids, targets = _two_image_batch()
+    targets = model._check_targets(targets, 2, torch.device("cpu"))
+    logits = torch.zeros(2, 6, 2)
+    deltas = torch.zeros(2, 6, 4)
+    losses = model._dense_losses(logits, deltas, anchors, scale_ids, targets)
+    assert model.last_stats["sampled_total_positives"] == 4
+    assert float(losses["loss_cls"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_training_step_uses_the_designs_focal_rule():
+    """One optimisation step in micro-batches of one image (the training default): the
+    logged classification loss follows the design's rule, computed from each image's focal
+    sum and positive count (the batch's sum over the batch's positives, or the mean of the
+    per-image ratios)."""
+    from detector.model import build_detector
+    from detector.train import DistContext, TrainConfig, _Stepper
+
+    g = torch.Generator().manual_seed(0)
+    image = (torch.rand(3, 64, 64, generator=g) * 255).to(torch.uint8)
+    samples = [
+        {"image": image, "boxes": torch.tensor([[8.0, 8, 24, 24]]),
+         "ignore": torch.zeros(1, dtype=torch.bool), "seed": 1},
+        {"image": image.flip(2), "boxes": torch.tensor([[4.0, 4, 60, 60], [30, 30, 46, 46],
+                                                        [8, 40, 24, 56]]),
+         "ignore": torch.zeros(3, dtype=torch.bool), "seed": 2},
+    ]
+    ctx = DistContext(0, 1, 0, torch.device("cpu"))
+    logged = {}
+    for design in ("fpn-finest-focal", "fpn-finest-focal-per-image"):
+        torch.manual_seed(0)
+        model = build_detector(design, backbone="tiny")
+        with torch.no_grad():  # P(face) = 0.5 everywhere: negatives weigh, the rules differ
+            for conv in model.head.classifiers:
+                conv.weight.zero_()
+                conv.bias.zero_()
+        cfg = TrainConfig(data="-", out="-", design=design, batch_size=2, micro_batch=1)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        scaler = torch.amp.GradScaler("cuda", enabled=False)
+        values = _Stepper(model, model, optimizer, scaler, ctx, cfg, False)(samples)
+        model.train()
+        sums, positives = [], []
+        with torch.no_grad():
+            for s in samples:
+                # One image alone: both rules give its focal sum over its positives.
+                loss = float(model(s["image"][None].float() / 255,
+                                   [{"boxes": s["boxes"], "ignore": s["ignore"]}])["loss_cls"])
+                positives.append(model.last_stats["sampled_total_positives"])
+                sums.append(loss * max(positives[-1], 1))
+        assert positives[0] != positives[1]
+        if design == "fpn-finest-focal":
+            expected = sum(sums) / sum(positives)
+        else:
+            expected = sum(t / max(p, 1) for t, p in zip(sums, positives, strict=True)) / 2
+        assert values["loss_cls"] == pytest.approx(expected, rel=1e-4)
+        logged[design] = values["loss_cls"]
+    # The two rules give different losses on this batch (1 vs 3+ positives per image).
+    assert logged["fpn-finest-focal"] != pytest.approx(logged["fpn-finest-focal-per-image"],
+                                                       rel=1e-3)

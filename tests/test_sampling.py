@@ -73,3 +73,23 @@ def test_ohem_picks_highest_losses_among_labelled():
     labels = torch.tensor([0, 1, 0, -1, 0])
     assert ohem_select(losses, labels, 2).tolist() == [False, True, True, False, False]
     assert int(ohem_select(losses, labels, 10).sum()) == 4
+
+
+def test_quota_binds_group_sampling_differs_from_random_by_a_known_amount():
+    """One image, N = 16 per group, 1:3. Scale 0: 100 positives, 1000 negatives; scale 1: 2
+    positives, 1000 negatives. By the quota rule group sampling takes 4 + 2 = 6 positives
+    (4 of scale 0: its quota binds), random 1:3 over 2 x 16 = 32 samples takes 8, of which
+    at least 6 come from scale 0 (it has only 2 others to draw from)."""
+    scale_ids = torch.cat([torch.zeros(1100), torch.ones(1002)]).long()
+    labels = torch.cat([torch.ones(100), torch.zeros(1000), torch.ones(2), torch.zeros(1000)])
+    labels = labels.long()
+    for seed in range(5):
+        g = torch.Generator().manual_seed(seed)
+        group = sample_scale_groups(labels, scale_ids, 16, 0.25, g)
+        rand = sample_random(labels, 32, 0.25, g)
+        gpos = torch.bincount(scale_ids[group & (labels == 1)], minlength=2).tolist()
+        rpos = torch.bincount(scale_ids[rand & (labels == 1)], minlength=2).tolist()
+        assert gpos == [4, 2]
+        assert sum(rpos) == 8 and rpos[0] >= 6
+        assert sum(rpos) - sum(gpos) == 2
+        assert int(group.sum()) == int(rand.sum()) == 32
