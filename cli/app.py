@@ -66,6 +66,7 @@ _COMMAND_MODULES: list[str] = [
     "cli.data_synth",
     "cli.train",
     "cli.detect",
+    "cli.calibrate",
     "cli.eval_wider",
     "cli.eval_fddb",
     "cli.stats_anchors",

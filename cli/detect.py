@@ -21,6 +21,8 @@ from facebench.errors import FacebenchError
 
 FORMATS = ("wider", "fddb-rect", "fddb-ellipse", "coco")
 OWN_DETECTOR = "facebench"
+#: Boxes the calibrated cross-scale merge keeps per image (the detector's default cap).
+MERGED_KEEP = 1000
 
 
 def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
@@ -168,6 +170,14 @@ def _check_empty(path: Path, overwrite: bool) -> None:
     "(checkpoints; NMS then runs within each anchor scale).",
 )
 @click.option(
+    "--merge",
+    type=click.Choice(["nms", "calibrated"]),
+    default=None,
+    help="[checkpoint] cross-scale merge: nms (raw scores) or calibrated (per-scale Platt "
+    "calibration from `facebench calibrate`, then NMS). Default: calibrated when "
+    "<checkpoint>.calibration.json exists, else nms.",
+)
+@click.option(
     "--score-thresh",
     type=float,
     default=None,
@@ -206,6 +216,7 @@ def detect_command(
     out: Path | None,
     fmt: str | None,
     per_scale: bool,
+    merge: str | None,
     score_thresh: float | None,
     threads: int | None,
     batch_size: int,
@@ -240,7 +251,8 @@ def detect_command(
         "device": device, "scales": _floats(scales, "--scales"), "max_side": max_side,
         "max_pixels": max_pixels, "nms_iou": nms_iou,
     }  # fmt: skip
-    name = _detector_name(detector_name, checkpoint, checkpoint_options, per_scale)
+    name = _detector_name(detector_name, checkpoint, {**checkpoint_options, "merge": merge},
+                          per_scale)
 
     items, source = resolve_source(images, split, fddb_folds, folds)
     if limit is not None:
@@ -249,14 +261,24 @@ def detect_command(
     fmt = fmt or ("fddb-rect" if fddb_folds is not None else "wider")
     _check_empty(out, overwrite)
 
+    calibration = None
     if name == OWN_DETECTOR:
+        from detector.calibration import merge_calibration
+
+        calibration = merge_calibration(merge, checkpoint)
         det = build_checkpoint_detector(
             str(checkpoint), threads, score_thresh=score_thresh, batch_size=batch_size,
-            nms_per_scale=True if per_scale else None, **checkpoint_options,
+            nms_per_scale=True if per_scale or calibration else None,
+            # Calibrated: each sub-detector keeps up to 1000 boxes (raw scores must not cut
+            # a low-scoring scale before calibration); the merge keeps 1000.
+            max_detections=4 * MERGED_KEEP if calibration else None, **checkpoint_options,
         )  # fmt: skip
+        if calibration is None and merge is None:
+            log("detect: no calibration beside the checkpoint (`facebench calibrate` fits "
+                "one); merging raw scores across anchor scales")
     else:
         det = build_peer_detector(name, score_thresh, threads)
-    writers = _writers(det, out, fmt, per_scale, overwrite)
+    writers = _writers(det, out, fmt, per_scale, overwrite, calibration)
 
     log(f"detect: {det.name} on {len(items)} images -> {out} ({fmt})")
     progress = ProgressCallback(f"detect {det.name}")
@@ -266,6 +288,10 @@ def detect_command(
         progress.close()
     options = {"format": fmt, "batch_size": batch_size, "threads": threads,
                "per_scale": per_scale, "score_thresh": score_thresh}  # fmt: skip
+    if name == OWN_DETECTOR:
+        options["merge"] = "calibrated" if calibration else "nms"
+        if calibration:
+            options["calibration"] = calibration.to_dict()
     outputs = [w.close() for w in writers]
     record = detection.protocol_record(det, source, outputs, stats, options)
     detection.write_protocol(out, record)
@@ -318,8 +344,10 @@ def _detector_name(
     return name
 
 
-def _writers(det: Any, out: Path, fmt: str, per_scale: bool, overwrite: bool) -> list:
-    """The output writers: the main layout, plus per-anchor-scale WIDER folders."""
+def _writers(det: Any, out: Path, fmt: str, per_scale: bool, overwrite: bool,
+             calibration: Any = None) -> list:
+    """The output writers: the main layout (the calibrated merge of the per-scale boxes
+    when ``calibration`` is given), plus per-anchor-scale WIDER folders."""
     from facebench import detection
 
     if fmt == "wider":
@@ -328,9 +356,25 @@ def _writers(det: Any, out: Path, fmt: str, per_scale: bool, overwrite: bool) ->
         main = detection.CocoWriter(out)
     else:
         main = detection.FddbWriter(out, ellipse=fmt == "fddb-ellipse")
-    if not per_scale:
-        return [main]
     from detector.merge import MergedWriter
+
+    if calibration is not None:
+        from detector.calibration import CalibratedWriter
+
+        used = tuple(float(s) for s in calibration.settings.get("scales", det.scales))
+        if used != tuple(det.scales):
+            log(f"detect: the calibration was fitted with pyramid scales {list(used)}, this "
+                f"run uses {list(det.scales)}; refit with `facebench calibrate --scales`")
+        log("detect: calibrated merge (per-scale Platt scaling, then greedy NMS at IoU "
+            f"{det.nms_iou} across scales, top {MERGED_KEEP})")
+        merged: Any = CalibratedWriter(MergedWriter(main, det.nms_iou, MERGED_KEEP),
+                                       calibration)
+    elif per_scale:
+        merged = MergedWriter(main, det.nms_iou, det.max_detections)
+    else:
+        return [main]
+    if not per_scale:
+        return [merged]
 
     names = anchor_scale_names(det)
     for s in names or []:
@@ -339,7 +383,4 @@ def _writers(det: Any, out: Path, fmt: str, per_scale: bool, overwrite: bool) ->
         "--per-scale: NMS runs within each anchor scale; the main output is their cross-scale "
         f"merge (greedy NMS at IoU {det.nms_iou}, top {det.max_detections})"
     )
-    return [
-        MergedWriter(main, det.nms_iou, det.max_detections),
-        detection.PerScaleWiderWriter(out, names),
-    ]
+    return [merged, detection.PerScaleWiderWriter(out, names)]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,9 @@ class ScaleCalibration:
     negatives: tuple[int, ...]
     images: int = 0
     source: str = ""
+    #: The detector settings the fit was made with (pyramid scales, NMS IoU, score floor):
+    #: calibrated scores are only meaningful under the same settings.
+    settings: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.scales)
@@ -160,7 +163,7 @@ class ScaleCalibration:
             "format": CALIBRATION_FORMAT, "method": "platt per anchor scale",
             "scales": list(self.scales), "a": list(self.a), "b": list(self.b),
             "positives": list(self.positives), "negatives": list(self.negatives),
-            "images": self.images, "source": self.source,
+            "images": self.images, "source": self.source, "settings": dict(self.settings),
         }
 
     @classmethod
@@ -174,6 +177,7 @@ class ScaleCalibration:
                 positives=tuple(int(v) for v in data["positives"]),
                 negatives=tuple(int(v) for v in data["negatives"]),
                 images=int(data.get("images", 0)), source=str(data.get("source", "")),
+                settings=dict(data.get("settings") or {}),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise FacebenchError(f"{where}: not a calibration file ({exc})") from None
@@ -261,6 +265,53 @@ def fit_on_wider_split(
     scales = detector.model.design.scales
     return fit_from_detections(scales, dets, faces, invalid, iou,
                                source=f"{split} (first {len(items)} images)")
+
+
+def calibrate_checkpoint(
+    checkpoint: str | Path, data: str | Path, images: int = 32,
+    scales: Sequence[float] = (1.0,), max_side: int = 3000, nms_iou: float | None = None,
+    score_thresh: float = 0.001, progress: Callable[[int, int], None] | None = None,
+) -> tuple[ScaleCalibration, Path]:
+    """Fit the per-scale calibration of a checkpoint on the first ``images`` images of the
+    training split of ``data`` (a WIDER root or a synthetic data folder), with the detector
+    settings it will be used with; write it to :func:`sidecar_path` and return both."""
+    from detector.data import resolve_wider_root
+    from detector.inference import DEFAULT_NMS_IOU, CheckpointDetector
+
+    root = resolve_wider_root(data)
+    split = root / "wider_face_split" / "wider_face_train_bbx_gt.txt"
+    if not split.is_file():
+        raise FacebenchError(f"{split}: training split not found (calibration fits on the "
+                             "training images; give a WIDER root or a synthetic data folder)")
+    det = CheckpointDetector(
+        str(checkpoint), scales=scales, max_side=max_side,
+        nms_iou=DEFAULT_NMS_IOU if nms_iou is None else nms_iou, score_thresh=score_thresh,
+        max_detections=4000, nms_per_scale=True,
+    )
+    fitted = fit_on_wider_split(det, root / "WIDER_train", split, images, progress=progress)
+    settings = {k: det.protocol()[k] for k in ("scales", "max_side", "nms_iou", "score_thresh")}
+    fitted = ScaleCalibration(fitted.scales, fitted.a, fitted.b, fitted.positives,
+                              fitted.negatives, fitted.images, fitted.source, settings)
+    return fitted, save_calibration(fitted, sidecar_path(det.checkpoint))
+
+
+def merge_calibration(merge: str | None, checkpoint: str | Path) -> ScaleCalibration | None:
+    """The calibration the cross-scale merge of ``checkpoint`` uses: ``merge`` ``"nms"``:
+    none (raw scores); ``"calibrated"``: the sidecar file, which must exist; ``None`` (the
+    default): the sidecar when it exists, else none."""
+    from detector.checkpoint import resolve_checkpoint
+
+    if merge not in (None, "nms", "calibrated"):
+        raise FacebenchError(f"merge must be 'nms' or 'calibrated', got {merge!r}")
+    if merge == "nms":
+        return None
+    path = sidecar_path(resolve_checkpoint(checkpoint))
+    if path.is_file():
+        return load_calibration(path)
+    if merge == "calibrated":
+        raise FacebenchError(f"{path}: no calibration for this checkpoint; fit one with "
+                             "`facebench calibrate --checkpoint ... --data ...`")
+    return None
 
 
 class CalibratedWriter:

@@ -134,3 +134,49 @@ def test_sidecar_round_trip_and_bad_file(tmp_path):
     bad.write_text('{"format": 1, "scales": [16]}')
     with pytest.raises(FacebenchError, match=r"bad\.json: not a calibration file"):
         load_calibration(bad)
+
+
+def test_calibrate_then_detect_uses_the_calibrated_merge(tmp_path, tiny_checkpoint):
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from cli.app import main
+    from facebench.synth import generate
+
+    data = tmp_path / "synth"
+    generate(data, num_images=12, seed=1, max_side=128, workers=0)
+    ckpt = tmp_path / "run" / tiny_checkpoint.name
+    ckpt.parent.mkdir()
+    shutil.copy(tiny_checkpoint, ckpt)
+    root = data / "widerface"
+    source = ["--images", str(root / "WIDER_val"),
+              "--split", str(root / "wider_face_split" / "wider_face_val_bbx_gt.txt")]
+
+    # No calibration yet: the default merges raw scores; asking for calibration is an error.
+    refused = CliRunner().invoke(main, ["detect", "--checkpoint", str(ckpt), *source,
+                                        "--merge", "calibrated", "--out", str(tmp_path / "x")])
+    assert refused.exit_code == 2
+    assert "calibration.json: no calibration for this checkpoint" in refused.output
+
+    fit = CliRunner().invoke(main, ["calibrate", "--checkpoint", str(ckpt), "--data", str(data),
+                                    "--images", "2", "--json", str(tmp_path / "cal.json")])
+    assert fit.exit_code == 0, fit.output
+    sidecar = ckpt.parent / (ckpt.name + ".calibration.json")
+    stored = json.loads(sidecar.read_text())
+    assert stored["images"] == 2 and stored["scales"] == [16, 32, 64, 128]
+    assert stored["settings"]["scales"] == [1.0]
+
+    modes = {}
+    for merge in ([], ["--merge", "nms"]):
+        out = tmp_path / f"preds{len(merge)}"
+        result = CliRunner().invoke(main, ["detect", "--checkpoint", str(ckpt), *source,
+                                           *merge, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        modes[tuple(merge)] = json.loads((out / "protocol.json").read_text())["options"]["merge"]
+    assert modes == {(): "calibrated", ("--merge", "nms"): "nms"}
+
+    peer = CliRunner().invoke(main, ["detect", "--detector", "yunet", *source, "--merge", "nms",
+                                     "--out", str(tmp_path / "p")])
+    assert peer.exit_code == 2 and "--merge apply to checkpoints" in peer.output
