@@ -247,19 +247,19 @@ FULL_V2 = FULL.with_changes(
     calibration_images=32,
     budgets=(64, 128, 512),
     notes=(
-        "Revision 2 (issue 12), set before any of its results were seen. Revision 1 "
-        "(cpu-full, kept unchanged) ran N = 512 on 320 px crops, where the per-group quota "
-        "bound only at scale 128 (group sampling's sampled positives were 1.00 / 0.97 / 0.94 "
-        "/ 0.87 of fpn-finest's at @16..@128), so it barely tested the paper's mechanism; "
-        "one N = 128 run (1,500 iterations, 1 seed) had put group sampling ahead of "
-        "fpn-finest (All 14.0 vs 10.8). Revision 2 therefore sweeps N over 64, 128 and 512 "
-        "(OHEM B = N / 2), with 1000 iterations per run so that 7 designs x 3 budgets x 3 "
-        "seeds fit a CPU session; adds a 0.5 test-pyramid level (faces larger than the "
-        "128 px anchor are seen at half size) and 0.5 to the training jitter (the old "
-        "jitter never shrank); fits a per-scale Platt calibration on 32 training images "
-        "and reports the merged AP with and without it; the focal loss is normalised by "
-        "the batch's positive count (RetinaNet's rule; fpn-finest-focal-per-image keeps "
-        "the old per-image rule). Revision 1's history: "
+        "Revision 2 (issue 12), set before any of its results were seen. Revision 1 (cpu-"
+        "full, kept unchanged) ran N = 512 on 320 px crops, where the per-group quota bound "
+        "only at scale 128 (group sampling's sampled positives were 1.00 / 0.97 / 0.94 / 0.87"
+        " of fpn-finest's at @16..@128), so it barely tested the paper's mechanism; one N = "
+        "128 run (1,500 iterations, 1 seed) had put group sampling ahead of fpn-finest (All "
+        "14.0 vs 10.8). Revision 2 therefore sweeps N over 64, 128 and 512 (OHEM B = N / 2), "
+        "with 1000 iterations per run so that Table 1, OHEM and focal loss x 3 budgets x 3 "
+        "seeds fit a CPU session; adds a 0.5 test-pyramid level (faces larger than the 128 px"
+        " anchor are seen at half size) and 0.5 to the training jitter (the old jitter never "
+        "shrank); fits a per-scale Platt calibration on 32 training images and reports the "
+        "merged AP with and without it; the focal loss is normalised by the batch's positive "
+        "count (RetinaNet's rule; fpn-finest-focal-per-image keeps the old per-image rule). "
+        "Revision 1's history: "
     ) + FULL.notes,
 )
 QUICK = AblationProtocol(
