@@ -56,6 +56,11 @@ def eval_group() -> None:
     """Evaluate detections with the official WIDER FACE and FDDB protocols."""
 
 
+@main.group(name="export", cls=FacebenchGroup)
+def export_group() -> None:
+    """Export trained models to other runtimes."""
+
+
 @main.group(name="stats", cls=FacebenchGroup)
 def stats_group() -> None:
     """Statistics about training data under the detector designs."""
@@ -70,6 +75,7 @@ _COMMAND_MODULES: list[str] = [
     "cli.eval_wider",
     "cli.eval_fddb",
     "cli.stats_anchors",
+    "cli.export_onnx",
     "cli.bench",
     "cli.quickstart",
     "cli.experiment",

@@ -71,6 +71,12 @@ def _print_table(results: list[dict[str, Any]]) -> None:
     help="Also run this facebench checkpoint (as detector 'facebench').",
 )
 @click.option(
+    "--onnx",
+    is_flag=True,
+    help="Also export --checkpoint to OUT/model.onnx and run it through onnxruntime "
+    "('facebench-onnx'); both report CPU ms/image per phase.",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     required=True,
@@ -99,6 +105,7 @@ def bench_command(
     voc_images: Path | None,
     detectors: str | None,
     checkpoint: Path | None,
+    onnx: bool,
     out: Path,
     threads: int,
     limit: int | None,
@@ -117,9 +124,23 @@ def bench_command(
     from facebench.bench import load_sets, run_bench, select_detectors
 
     sets = load_sets(wider_roots, dlib_xmls, voc_dir, voc_images, limit)
-    runs = select_detectors(detectors, checkpoint, warn)
+    onnx_path = None
+    if onnx:
+        if checkpoint is None:
+            raise FacebenchError("--onnx exports --checkpoint: give --checkpoint too")
+        from detector.onnx_export import export_onnx
+
+        onnx_path = out / "model.onnx"
+        export_onnx(checkpoint, onnx_path)
+        log(f"bench: exported {checkpoint} to {onnx_path}")
+    runs = select_detectors(detectors, checkpoint, warn, onnx_path)
     summary = run_bench(sets, runs, out, threads, protocol, limit, log)
     _print_table(summary["results"])
+    for r in summary["results"]:
+        phases = r.get("phase_cpu_ms_per_image")
+        if phases:
+            log(f"{r['set']:<18} {r['detector']:<18} CPU ms/image: " + ", ".join(
+                f"{k} {v:.1f}" for k, v in phases.items()))  # fmt: skip
     log(f"bench: wrote {out / 'leaderboard.md'}, {out / 'leaderboard.json'} and PR plots")
     if json_path:
         write_json(json_path, summary)

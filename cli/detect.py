@@ -56,6 +56,18 @@ def build_checkpoint_detector(checkpoint: str, threads: int | None, **options: A
     return CheckpointDetector(checkpoint, **kwargs)
 
 
+def build_onnx_detector(path: Path, threads: int | None, **options: Any):
+    """An exported model in onnxruntime (imports torch for the shared post-processing)."""
+    from detector.onnx_export import OnnxDetector
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    kwargs = {k: v for k, v in options.items() if v is not None}
+    return OnnxDetector(path, threads=threads, **kwargs)
+
+
 def build_peer_detector(
     name: str, score_thresh: float | None, threads: int | None, extra: dict | None = None
 ):
@@ -136,6 +148,14 @@ def _check_empty(path: Path, overwrite: bool) -> None:
     help="A `facebench train` checkpoint file or run folder.",
 )
 @click.option(
+    "--onnx",
+    "onnx_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Run a model exported by `facebench export onnx` through onnxruntime (CPU) "
+    "instead of --checkpoint; same test options and output.",
+)
+@click.option(
     "--images",
     type=click.Path(path_type=Path),
     default=None,
@@ -209,6 +229,7 @@ def _check_empty(path: Path, overwrite: bool) -> None:
 def detect_command(
     detector_name: str | None,
     checkpoint: Path | None,
+    onnx_path: Path | None,
     images: Path | None,
     split: Path | None,
     fddb_folds: Path | None,
@@ -235,6 +256,7 @@ def detect_command(
     \b
     facebench detect --detector retinaface-mnet --images WIDER_val/images --out preds/
     facebench detect --checkpoint runs/x --images WIDER_val/images --out preds/ --per-scale
+    facebench detect --onnx model.onnx --images WIDER_val/images --out preds/
     facebench detect --detector yunet --fddb-folds FDDB-folds --images originalPics \\
         --format fddb-ellipse --out fddb_dets/
     """
@@ -251,8 +273,16 @@ def detect_command(
         "device": device, "scales": _floats(scales, "--scales"), "max_side": max_side,
         "max_pixels": max_pixels, "nms_iou": nms_iou,
     }  # fmt: skip
-    name = _detector_name(detector_name, checkpoint, {**checkpoint_options, "merge": merge},
-                          per_scale)
+    if onnx_path is not None:
+        if checkpoint is not None or detector_name not in (None, OWN_DETECTOR):
+            raise FacebenchError("--onnx replaces --checkpoint/--detector: give only one")
+        if device not in (None, "cpu"):
+            raise FacebenchError("--onnx runs on the CPU (onnxruntime); drop --device")
+        if merge == "calibrated":
+            raise FacebenchError("--merge calibrated needs --checkpoint (its calibration file)")
+        checkpoint_options.pop("device")
+    name = _detector_name(detector_name, checkpoint or onnx_path,
+                          {**checkpoint_options, "merge": merge}, per_scale)  # fmt: skip
 
     items, source = resolve_source(images, split, fddb_folds, folds)
     if limit is not None:
@@ -262,7 +292,12 @@ def detect_command(
     _check_empty(out, overwrite)
 
     calibration = None
-    if name == OWN_DETECTOR:
+    if onnx_path is not None:
+        det = build_onnx_detector(
+            onnx_path, threads, score_thresh=score_thresh, batch_size=batch_size,
+            nms_per_scale=True if per_scale else None, **checkpoint_options,
+        )  # fmt: skip
+    elif name == OWN_DETECTOR:
         from detector.calibration import merge_calibration
 
         calibration = merge_calibration(merge, checkpoint)

@@ -17,7 +17,9 @@ level before NMS; lower it to trade a little of the low-score tail for speed on 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -29,6 +31,7 @@ from detector.checkpoint import load_checkpoint, resolve_checkpoint
 from facebench.errors import FacebenchError
 
 DEFAULT_NMS_IOU = 0.3
+PHASES = ("preprocess", "forward", "postprocess")
 NMS_CHUNK = 8192  # candidates per NMS call: bounds the CUDA kernel's N x N/64 mask
 
 
@@ -102,16 +105,6 @@ class CheckpointDetector:
     ) -> None:
         from detector.model import build_detector
 
-        if not scales or min(scales) <= 0:
-            raise FacebenchError(f"scales must be positive, got {list(scales)}")
-        if max_side < 32:
-            raise FacebenchError(f"max_side must be at least 32 px, got {max_side}")
-        if max_pixels is not None and max_pixels < 32 * 32:
-            raise FacebenchError(f"max_pixels must be at least 1024, got {max_pixels}")
-        if not 0.0 < nms_iou <= 1.0:
-            raise FacebenchError(f"nms_iou must be in (0, 1], got {nms_iou}")
-        if max_detections < 1 or batch_size < 1:
-            raise FacebenchError("max_detections and batch_size must be >= 1")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise FacebenchError(f"device {device!r} asked for, but CUDA is not available")
         self.checkpoint = str(resolve_checkpoint(checkpoint))
@@ -131,7 +124,30 @@ class CheckpointDetector:
                 f"{self.checkpoint}: weights do not fit the model: {first}"
             ) from None
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self._configure(
+            model.to(self.device).eval(), scales, max_side, max_pixels, nms_iou, score_thresh,
+            max_detections, batch_size, nms_per_scale, pre_nms_top_n,
+        )  # fmt: skip
+        self.name = f"{self.design}/{self.backbone}@{Path(self.checkpoint).name}"
+
+    def _configure(
+        self, model, scales, max_side, max_pixels, nms_iou, score_thresh, max_detections,
+        batch_size, nms_per_scale, pre_nms_top_n,
+    ) -> None:  # fmt: skip
+        """Check the test options and set them on this detector and its ``model`` (a
+        :class:`GroupSamplingDetector`, or anything with ``dense_outputs``/``postprocess``,
+        ``mean`` and the same settings, such as the ONNX runtime model)."""
+        if not scales or min(scales) <= 0:
+            raise FacebenchError(f"scales must be positive, got {list(scales)}")
+        if max_side < 32:
+            raise FacebenchError(f"max_side must be at least 32 px, got {max_side}")
+        if max_pixels is not None and max_pixels < 32 * 32:
+            raise FacebenchError(f"max_pixels must be at least 1024, got {max_pixels}")
+        if not 0.0 < nms_iou <= 1.0:
+            raise FacebenchError(f"nms_iou must be in (0, 1], got {nms_iou}")
+        if max_detections < 1 or batch_size < 1:
+            raise FacebenchError("max_detections and batch_size must be >= 1")
+        self.model = model
         self.scales = tuple(float(s) for s in scales)
         self.max_side = int(max_side)
         self.max_pixels = None if max_pixels is None else int(max_pixels)
@@ -149,7 +165,18 @@ class CheckpointDetector:
             if pre_nms_top_n < 1:
                 raise FacebenchError(f"pre_nms_top_n must be >= 1, got {pre_nms_top_n}")
             self.model.pre_nms_top_n = int(pre_nms_top_n)
-        self.name = f"{self.design}/{self.backbone}@{Path(self.checkpoint).name}"
+        # Wall / process-CPU seconds per phase over all detect_batch calls (facebench bench).
+        self.phase_seconds = dict.fromkeys(PHASES, 0.0)
+        self.phase_cpu_seconds = dict.fromkeys(PHASES, 0.0)
+
+    @contextmanager
+    def _phase(self, name: str):
+        start, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.phase_seconds[name] += time.perf_counter() - start
+            self.phase_cpu_seconds[name] += time.process_time() - cpu
 
     def protocol(self) -> dict:
         """Everything that defines this test, as plain values."""
@@ -189,10 +216,19 @@ class CheckpointDetector:
                 part = images[start : start + self.batch_size]
                 for k, dets in enumerate(self._run_level(part, scale)):
                     levels[start + k].append(dets)
-        return [self._merge(parts) for parts in levels]
+        with self._phase("postprocess"):
+            return [self._merge(parts) for parts in levels]
 
     def _run_level(self, images: list[np.ndarray], scale: float) -> list[torch.Tensor]:
         """One pyramid level for a batch: ``(K, 6)`` float32 tensors in original pixels."""
+        with self._phase("preprocess"):
+            batch, factors, sizes = self._prepare(images, scale)
+        outputs = self._infer(batch)
+        with self._phase("postprocess"):
+            return self._restore(outputs, factors, sizes)
+
+    def _prepare(self, images: list[np.ndarray], scale: float):
+        """Resize each image for the level and batch them: (batch, factors, resized sizes)."""
         resized, factors = [], []
         for image in images:
             h, w = image.shape[:2]
@@ -210,18 +246,31 @@ class CheckpointDetector:
         for i, r in enumerate(resized):
             patch = torch.from_numpy(r).permute(2, 0, 1).float().div_(255.0)
             batch[i, :, : r.shape[0], : r.shape[1]] = patch
-        batch = batch.to(self.device)
-        outputs = self.model(batch)
+        return batch.to(self.device), factors, [r.shape[:2] for r in resized]
+
+    def _infer(self, batch: torch.Tensor) -> list[dict]:
+        """The model on a batch: network (``forward`` phase), then its post-processing."""
+        if getattr(self.model, "second_stage", None) is not None:
+            with self._phase("forward"):  # the second stage needs the features: one call
+                return self.model(batch)
+        with self._phase("forward"):
+            logits, deltas = self.model.dense_outputs(batch)
+        with self._phase("postprocess"):
+            return self.model.postprocess(logits, deltas, batch.shape[-2:])
+
+    @staticmethod
+    def _restore(outputs: list[dict], factors, sizes) -> list[torch.Tensor]:
+        """Per image ``(K, 6)``: boxes clipped to the resized image, mapped to original pixels."""
         results = []
-        for (fx, fy), r, out in zip(factors, resized, outputs, strict=True):
+        for (fx, fy), (rh, rw), out in zip(factors, sizes, outputs, strict=True):
             boxes = out["boxes"].float()
             # Boxes may reach into the zero padding of a mixed-size batch: clip to the image.
             boxes = torch.stack(
                 [
-                    boxes[:, 0].clamp(0, r.shape[1]) / fx,
-                    boxes[:, 1].clamp(0, r.shape[0]) / fy,
-                    boxes[:, 2].clamp(0, r.shape[1]) / fx,
-                    boxes[:, 3].clamp(0, r.shape[0]) / fy,
+                    boxes[:, 0].clamp(0, rw) / fx,
+                    boxes[:, 1].clamp(0, rh) / fy,
+                    boxes[:, 2].clamp(0, rw) / fx,
+                    boxes[:, 3].clamp(0, rh) / fy,
                 ],
                 dim=1,
             )

@@ -259,32 +259,29 @@ class GroupSamplingDetector(nn.Module):
     # ---- inference ----------------------------------------------------------------------
 
     def _detect(self, logits, deltas, anchors, scale_ids, size, nms_iou, max_det, per_scale):
-        """Per image: threshold, top-n per scale, decode, clip, NMS. Plain dict list."""
-        h, w = int(size[0]), int(size[1])
-        scores_all = logits.float().softmax(dim=2)[..., 1]
-        # Anchor blocks are contiguous per scale (scale-major order).
-        bounds = torch.cumsum(torch.bincount(scale_ids, minlength=self.design.num_scales), 0)
-        starts = [0, *bounds[:-1].tolist()]
-        out = []
-        for b in range(logits.shape[0]):
-            keep = []
-            for start, stop in zip(starts, bounds.tolist(), strict=True):
-                block = scores_all[b, start:stop]
-                k = min(self.pre_nms_top_n, block.numel())
-                top_scores, top_idx = block.topk(k)
-                keep.append(top_idx[top_scores > self.score_thresh] + start)
-            idx = torch.cat(keep)
-            boxes = self.coder.decode(deltas[b, idx], anchors[idx])
-            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-            scores = scores_all[b, idx]
-            sids = scale_ids[idx]
-            ok = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-            boxes, scores, sids = boxes[ok], scores[ok], sids[ok]
-            groups = sids if per_scale else torch.zeros_like(sids)
-            kept = batched_nms(boxes, scores, groups, nms_iou)[:max_det]
-            out.append({"boxes": boxes[kept], "scores": scores[kept], "scale_ids": sids[kept]})
-        return out
+        """Per image: threshold, top-n per scale, decode, clip, NMS (:func:`dense_detections`)."""
+        return dense_detections(
+            logits, deltas, anchors, scale_ids, size, self.coder,
+            num_scales=self.design.num_scales, score_thresh=self.score_thresh,
+            pre_nms_top_n=self.pre_nms_top_n, nms_iou=nms_iou, max_det=max_det,
+            per_scale=per_scale,
+        )  # fmt: skip
+
+    def dense_outputs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network alone: (B, A, 2) logits and (B, A, 4) deltas for float RGB images in
+        [0, 1] (what ``facebench export onnx`` exports)."""
+        return self.head(self._features(images))
+
+    def postprocess(self, logits: torch.Tensor, deltas: torch.Tensor, size) -> list[dict]:
+        """Detections from :meth:`dense_outputs` of a ``size`` = (H, W) input, exactly as
+        ``forward`` in eval mode for designs without a second stage."""
+        if self.second_stage is not None:
+            raise FacebenchError("postprocess applies to single-stage designs only")
+        anchors, scale_ids = self.anchors(int(size[0]), int(size[1]), logits.device)
+        return self._detect(
+            logits, deltas, anchors, scale_ids, size, self.nms_iou, self.max_detections,
+            self.nms_per_scale,
+        )  # fmt: skip
 
     @torch.no_grad()
     def _inference(self, features, logits, deltas, anchors, scale_ids, size):
@@ -313,6 +310,54 @@ class GroupSamplingDetector(nn.Module):
             kept = batched_nms(boxes, scores, groups, self.nms_iou)[: self.max_detections]
             out.append({"boxes": boxes[kept], "scores": scores[kept], "scale_ids": sids[kept]})
         return out
+
+
+def dense_detections(
+    logits: torch.Tensor,
+    deltas: torch.Tensor,
+    anchors: torch.Tensor,
+    scale_ids: torch.Tensor,
+    size,
+    coder: BoxCoder,
+    *,
+    num_scales: int,
+    score_thresh: float,
+    pre_nms_top_n: int,
+    nms_iou: float,
+    max_det: int,
+    per_scale: bool,
+) -> list[dict]:
+    """Dense head outputs -> per-image ``{"boxes", "scores", "scale_ids"}`` (module docstring).
+
+    ``logits`` (B, A, 2), ``deltas`` (B, A, 4) for anchors (A, 4) / scale_ids (A,) of an input
+    of ``size`` = (H, W). Shared by the PyTorch model and the ONNX runtime path
+    (:mod:`detector.onnx_export`), so both post-process identically.
+    """
+    h, w = int(size[0]), int(size[1])
+    scores_all = logits.float().softmax(dim=2)[..., 1]
+    # Anchor blocks are contiguous per scale (scale-major order).
+    bounds = torch.cumsum(torch.bincount(scale_ids, minlength=num_scales), 0)
+    starts = [0, *bounds[:-1].tolist()]
+    out = []
+    for b in range(logits.shape[0]):
+        keep = []
+        for start, stop in zip(starts, bounds.tolist(), strict=True):
+            block = scores_all[b, start:stop]
+            k = min(pre_nms_top_n, block.numel())
+            top_scores, top_idx = block.topk(k)
+            keep.append(top_idx[top_scores > score_thresh] + start)
+        idx = torch.cat(keep)
+        boxes = coder.decode(deltas[b, idx], anchors[idx])
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+        scores = scores_all[b, idx]
+        sids = scale_ids[idx]
+        ok = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes, scores, sids = boxes[ok], scores[ok], sids[ok]
+        groups = sids if per_scale else torch.zeros_like(sids)
+        kept = batched_nms(boxes, scores, groups, nms_iou)[:max_det]
+        out.append({"boxes": boxes[kept], "scores": scores[kept], "scale_ids": sids[kept]})
+    return out
 
 
 def build_detector(

@@ -31,6 +31,7 @@ from facebench.evaluation.plots import plot_pr
 
 WIDER_SETTINGS = ("easy", "medium", "hard", "all")
 LABELLED = "labelled"  # the one setting of dlib / VOC sets: every face not marked ignore
+ONNX_RUN = "facebench-onnx"  # the checkpoint exported to ONNX, run through onnxruntime
 
 
 @dataclass
@@ -195,7 +196,10 @@ def run_detector_process(
     cmd = [sys.executable, "-c", "from cli.app import main; main()", "detect",
            "--images", str(images), "--out", str(out), "--overwrite",
            "--threads", str(threads), "--json", str(record_path), *extra]  # fmt: skip
-    cmd += ["--checkpoint", str(checkpoint)] if checkpoint else ["--detector", detector]
+    if detector == ONNX_RUN:
+        cmd += ["--onnx", str(checkpoint)]  # the exported model stands in for the checkpoint
+    else:
+        cmd += ["--checkpoint", str(checkpoint)] if checkpoint else ["--detector", detector]
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
@@ -252,6 +256,22 @@ def leaderboard_markdown(results: list[dict[str, Any]], threads: int) -> str:
                 f"{'none' if r['score_threshold'] is None else r['score_threshold']} |"
             )
         lines.append("")
+        timed = [r for r in rows if r.get("phase_cpu_ms_per_image")]
+        if timed:
+            lines += [
+                "CPU ms/image by phase (preprocess: resize + batch; forward: the network; "
+                "postprocess: decode, NMS, merge):",
+                "",
+                "| detector | preprocess | forward | postprocess | total |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            for r in timed:
+                p = r["phase_cpu_ms_per_image"]
+                lines.append(
+                    f"| {r['detector']} | {p['preprocess']:.1f} | {p['forward']:.1f} | "
+                    f"{p['postprocess']:.1f} | {sum(p.values()):.1f} |"
+                )
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -275,9 +295,13 @@ def load_sets(
 
 
 def select_detectors(
-    detectors: str | None, checkpoint: Path | None, warn: Callable[[str], None] = print
+    detectors: str | None,
+    checkpoint: Path | None,
+    warn: Callable[[str], None] = print,
+    onnx: Path | None = None,
 ) -> list[tuple[str, Path | None]]:
-    """(name, checkpoint) pairs to run: the named peers (default: every installed one)."""
+    """(name, checkpoint) pairs to run: the named peers (default: every installed one), the
+    checkpoint as ``facebench`` and an exported ONNX model as ``facebench-onnx``."""
     from facebench import peers
 
     names = [d.strip() for d in detectors.split(",") if d.strip()] if detectors else None
@@ -294,6 +318,8 @@ def select_detectors(
     runs: list[tuple[str, Path | None]] = [(n, None) for n in names]
     if checkpoint is not None:
         runs.append(("facebench", checkpoint))
+    if onnx is not None:
+        runs.append((ONNX_RUN, onnx))
     if not runs:
         raise FacebenchError("no detector to run (install a peer or pass --checkpoint)")
     return runs
@@ -329,6 +355,8 @@ def _run_set(
             "cpu_ms_median": record["run"]["cpu_ms_median"],
             "image_size_median": record["run"]["image_size_median"],
             "peak_rss_mib": record["run"]["peak_rss_mib"],
+            "phase_ms_per_image": record["run"].get("phase_ms_per_image"),
+            "phase_cpu_ms_per_image": record["run"].get("phase_cpu_ms_per_image"),
             "threads": threads,
             "score_threshold": proto.get("score_threshold", proto.get("score_thresh")),
             "protocol": proto,

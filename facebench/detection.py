@@ -420,13 +420,20 @@ def protocol_record(
     """The test protocol as plain values: detector settings, inputs, outputs, timing."""
     from facebench import __version__
 
+    run = stats.summary()
+    # Detectors that time their phases (preprocess / forward / postprocess) report them.
+    for key, attr in (("phase_ms_per_image", "phase_seconds"),
+                      ("phase_cpu_ms_per_image", "phase_cpu_seconds")):  # fmt: skip
+        phases = getattr(detector, attr, None)
+        if isinstance(phases, dict) and stats.images:
+            run[key] = {k: round(1000.0 * v / stats.images, 3) for k, v in phases.items()}
     return {
         "facebench_version": __version__,
         "detector": detector.name,
         "detector_protocol": detector.protocol(),
         "source": source,
         "outputs": outputs,
-        "run": stats.summary(),
+        "run": run,
         "options": options or {},
         "python": platform.python_version(),
         "numpy": np.__version__,
