@@ -264,3 +264,27 @@ def test_fddb_checks_and_operating_points(shared_data, tmp_path):
     # One false positive per image: at the lowest threshold P = faces / (faces + images).
     assert best["recall"] > 0.9 and best["score"] == best["threshold"]
     assert "best F1" in result.stderr
+
+
+def test_wider_operating_point_scores_are_raw_detector_scores():
+    from facebench.evaluation.wider_extras import analyse_wider
+
+    # Every face kept in every setting, so counted predictions = predictions passing.
+    gt = _gt([[[0, 0, 20, 20], [40, 0, 20, 20]], [[0, 0, 30, 30]]])
+    rng = np.random.default_rng(5)
+    preds = []
+    for faces in ([[0, 0, 20, 20], [40, 0, 20, 20]], [[0, 0, 30, 30]]):
+        hits = np.column_stack([np.asarray(faces, float), rng.uniform(0.3, 0.8, len(faces))])
+        noise = np.column_stack([rng.uniform(100, 200, (6, 2)), np.full((6, 2), 10.0),
+                                 rng.uniform(0.2, 0.8, 6)])  # fmt: skip
+        preds.append(np.vstack([hits, noise]))
+    ev = evaluate_wider(gt, preds)
+    rows = np.vstack(preds)
+    offsets = np.array([0, len(preds[0]), len(rows)])
+    analysis = analyse_wider(gt, ev, rows, offsets, at_precision=0.5, at_fppi=2)
+    for point in analysis.operating_points["all"].values():
+        if point is None or point.get("score") is None:
+            continue
+        passing = int((rows[:, 4] >= point["score"] - 1e-6).sum())
+        assert passing == point["tp"] + point["fp"]
+        assert 0.2 <= point["score"] <= 0.8

@@ -110,3 +110,24 @@ def test_export_refuses_second_stage_and_bad_files(tmp_path):
         "--images", str(tmp_path), "--out", str(tmp_path / "o"),
     ])  # fmt: skip
     assert result.exit_code == 2 and "give only one" in result.output
+
+
+def test_bench_onnx_reports_phases_for_both_runtimes(shared_data, tiny_checkpoint, tmp_path):
+    faces = shared_data / "dlib_faces" / "examples" / "faces"
+    args = ["bench", "--dlib", str(faces / "testing.xml"), "--detectors", "haar",
+            "--checkpoint", str(tiny_checkpoint), "--onnx", "--out", str(tmp_path / "b"),
+            "--json", str(tmp_path / "r.json")]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    rows = {r["detector"]: r for r in json.loads((tmp_path / "r.json").read_text())["results"]}
+    assert set(rows) == {"haar", "facebench", "facebench-onnx"}
+    assert rows["facebench"]["ap"] == rows["facebench-onnx"]["ap"]
+    assert rows["haar"]["phase_cpu_ms_per_image"] is None
+    for name in ("facebench", "facebench-onnx"):
+        phases = rows[name]["phase_cpu_ms_per_image"]
+        assert set(phases) == {"preprocess", "forward", "postprocess"} and phases["forward"] > 0
+    text = (tmp_path / "b" / "leaderboard.md").read_text()
+    assert "CPU ms/image by phase" in text and "| facebench-onnx |" in text
+    missing = CliRunner().invoke(main, ["bench", "--dlib", str(faces / "testing.xml"), "--onnx",
+                                        "--out", str(tmp_path / "c")])  # fmt: skip
+    assert missing.exit_code == 2 and "give --checkpoint too" in missing.output
