@@ -69,6 +69,11 @@ def test_checks_flag_each_problem_and_pass_clean_predictions():
     # The detector's recorded threshold.
     c = protocol_checks(clean, offsets, hints=ProtocolHints(score_thresh=0.5))
     assert _status(c)["thresholded"] == "warn"
+    # Thresholds as `facebench detect` records them: checkpoints and peer adapters.
+    peer = ProtocolHints.from_record({"detector_protocol": {"score_threshold": 0.2}})
+    assert peer.score_thresh == 0.2
+    own = ProtocolHints.from_record({"detector_protocol": {"score_thresh": 0.01, "scales": [1, 2]}})
+    assert own.score_thresh == 0.01 and own.test_scales == (1.0, 2.0)
 
     same = clean.copy()
     same[:, 4] = 0.7

@@ -72,7 +72,8 @@ class ProtocolHints:
             return cls(source=source)
         det = record.get("detector_protocol") or {}
         opts = record.get("options") or {}
-        thresh = det.get("score_thresh", opts.get("score_thresh"))
+        # Our checkpoints record ``score_thresh``, the peer adapters ``score_threshold``.
+        thresh = det.get("score_thresh", det.get("score_threshold", opts.get("score_thresh")))
         scales = det.get("scales")
         return cls(
             score_thresh=float(thresh) if isinstance(thresh, int | float) else None,
