@@ -8,30 +8,70 @@ evaluators stay fast.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
 import click
 
 from facebench import __version__
-from facebench.errors import FacebenchError
+from facebench.errors import FacebenchError, describe_os_error, worker_error_message
+
+
+class OneLineError(click.ClickException):
+    """What every user error becomes: ``error: ...`` on one stderr line, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:  # type: ignore[override]
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else f"{line[:limit]}... ({len(line)} characters)"
+
+
+def _usage_message(exc: click.UsageError) -> str:
+    hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    return _one_line(exc.format_message()) + hint
 
 
 class FacebenchGroup(click.Group):
-    """A click group that turns user errors into a one-line message and exit code 2."""
+    """A click group that turns user errors into a one-line message and exit code 2.
+
+    User errors are :class:`FacebenchError`, OS errors (a path that is a folder, missing,
+    unwritable: the message names the path) and click usage errors. Tracebacks are left
+    for programming errors.
+    """
+
+    def make_context(self, info_name, args, parent=None, **extra):  # type: ignore[override]
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise OneLineError(_usage_message(exc)) from None
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
+        except OneLineError:
+            raise
+        except click.UsageError as exc:
+            raise OneLineError(_usage_message(exc)) from None
         except FacebenchError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(2)
-        except FileNotFoundError as exc:
-            click.echo(f"error: {exc.filename or exc}: file not found", err=True)
-            ctx.exit(2)
+            raise OneLineError(_one_line(worker_error_message(exc) or str(exc))) from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise  # click quiets a closed pipe itself
+            raise OneLineError(_one_line(describe_os_error(exc))) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except Exception as exc:
+            message = worker_error_message(exc)  # a data-loading worker's error, re-raised
+            if message is None:
+                raise
+            raise OneLineError(_one_line(message)) from None
 
 
 @click.group(cls=FacebenchGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -13,6 +13,7 @@ import click
 
 from cli.app import main
 from cli.console import console, interactive, log, warn
+from cli.options import POSITIVE_INT, OutputDir, OutputFile
 from facebench.atomic import write_json
 from facebench.errors import FacebenchError
 
@@ -78,18 +79,20 @@ def _print_table(results: list[dict[str, Any]]) -> None:
 )
 @click.option(
     "--out",
-    type=click.Path(path_type=Path),
+    type=OutputDir(path_type=Path),
     required=True,
     help="Folder for predictions, leaderboard.{json,md} and PR plots.",
 )
 @click.option(
     "--threads",
-    type=int,
+    type=POSITIVE_INT,
     default=1,
     show_default=True,
     help="CPU threads per detector (latency is measured at this count).",
 )
-@click.option("--limit", type=int, default=None, help="Only the first N images of each set.")
+@click.option(
+    "--limit", type=POSITIVE_INT, default=None, help="Only the first N images of each set."
+)
 @click.option(
     "--protocol",
     type=click.Choice(["official", "python-port"]),
@@ -97,7 +100,8 @@ def _print_table(results: list[dict[str, Any]]) -> None:
     show_default=True,
     help="WIDER evaluation protocol.",
 )
-@click.option("--json", "json_path", default=None, help="Write the results here ('-': stdout).")
+@click.option("--json", "json_path", type=OutputFile(), default=None,
+              help="Write the results here ('-': stdout).")
 def bench_command(
     wider_roots: tuple[Path, ...],
     dlib_xmls: tuple[Path, ...],

@@ -76,6 +76,14 @@ def track(
             log(f"{description}: {done}{of} ({time.monotonic() - start:.1f}s)")
 
 
+QUIET_BELOW = 1000  # items: a check over fewer takes about a second and needs no bar
+
+
+def check_progress(description: str, total: int) -> ProgressCallback | None:
+    """A progress callback for an up-front check of ``total`` items; None when it is quick."""
+    return ProgressCallback(description) if total >= QUIET_BELOW else None
+
+
 class ProgressCallback:
     """Adapter for library code that reports progress as ``callback(done, total)``."""
 

@@ -8,10 +8,14 @@ import click
 
 from cli.app import data_group
 from cli.console import ProgressCallback, log
+from cli.options import OutputDir, OutputFile
 
 
 @data_group.command("synth")
-@click.argument("out", type=click.Path(file_okay=False))
+@click.argument(
+    "out",
+    type=OutputDir(),
+)
 @click.option(
     "--images",
     "num_images",
@@ -44,7 +48,12 @@ from cli.console import ProgressCallback, log
 @click.option(
     "--workers", type=click.IntRange(min=1), help="Processes to draw with [default: up to 2]."
 )
-@click.option("--json", "json_path", help="Write the manifest as JSON to this path ('-' = stdout).")
+@click.option(
+    "--json",
+    "json_path",
+    type=OutputFile(),
+    help="Write the manifest as JSON to this path ('-' = stdout).",
+)
 def synth_command(
     out: str,
     num_images: int,

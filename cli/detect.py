@@ -15,7 +15,17 @@ from typing import Any
 import click
 
 from cli.app import main
-from cli.console import ProgressCallback, log
+from cli.console import ProgressCallback, check_progress, log
+from cli.options import (
+    NMS_IOU,
+    POSITIVE_INT,
+    PROBABILITY,
+    Device,
+    OutputDir,
+    OutputFile,
+    max_image_pixels_option,
+    positive_floats,
+)
 from facebench.atomic import write_json
 from facebench.errors import FacebenchError
 
@@ -26,15 +36,7 @@ MERGED_KEEP = 1000
 
 
 def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise FacebenchError(f"{what}: expected a comma list of numbers, got {text!r}") from None
-    if not values:
-        raise FacebenchError(f"{what}: empty list")
-    return values
+    return None if text is None else positive_floats(text, what)
 
 
 def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
@@ -124,6 +126,18 @@ def resolve_source(
     return detection.folder_images(images), {"kind": "folder", "images": str(images)}
 
 
+def _check_headers(items: list) -> None:
+    """Every image's header, before the detector loads: a bad file fails in seconds."""
+    from facebench.images import check_image_files
+
+    progress = check_progress("checking images", len(items))
+    try:
+        check_image_files([item.path for item in items], progress)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
 def _check_empty(path: Path, overwrite: bool) -> None:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         if not overwrite:
@@ -134,6 +148,7 @@ def _check_empty(path: Path, overwrite: bool) -> None:
 
 
 @main.command("detect")
+@max_image_pixels_option
 @click.option(
     "--detector",
     "detector_name",
@@ -174,7 +189,12 @@ def _check_empty(path: Path, overwrite: bool) -> None:
     help="FDDB-folds folder: run the images its fold lists name (under --images).",
 )
 @click.option("--folds", default=None, help="FDDB folds to run, e.g. 1,2 (default all 10).")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder.")
+@click.option(
+    "--out",
+    type=OutputDir(path_type=Path),
+    default=None,
+    help="Output folder.",
+)
 @click.option(
     "--format",
     "fmt",
@@ -199,20 +219,53 @@ def _check_empty(path: Path, overwrite: bool) -> None:
 )
 @click.option(
     "--score-thresh",
-    type=float,
+    type=PROBABILITY,
     default=None,
     help="Score threshold (default: each detector's low default, 0.01 where allowed).",
 )
-@click.option("--threads", type=int, default=None, help="CPU threads for the detector.")
-@click.option("--batch-size", type=int, default=1, show_default=True)
-@click.option("--device", default=None, help="[checkpoint] cpu, cuda, cuda:1 ...")
-@click.option("--scales", default=None, help="[checkpoint] pyramid factors, e.g. 0.5,1,2.")
-@click.option("--max-side", type=int, default=None, help="[checkpoint] cap on each image side.")
 @click.option(
-    "--max-pixels", type=int, default=None, help="[checkpoint] pixel budget per pyramid level."
+    "--threads",
+    type=POSITIVE_INT,
+    default=None,
+    help="CPU threads for the detector.",
 )
-@click.option("--nms-iou", type=float, default=None, help="[checkpoint] NMS IoU.")
-@click.option("--limit", type=int, default=None, help="Run only the first N images.")
+@click.option(
+    "--batch-size",
+    type=POSITIVE_INT,
+    default=1,
+    show_default=True,
+)
+@click.option(
+    "--device",
+    type=Device(),
+    default=None,
+    help="[checkpoint] cpu, cuda, cuda:1 ...",
+)
+@click.option("--scales", default=None, help="[checkpoint] pyramid factors, e.g. 0.5,1,2.")
+@click.option(
+    "--max-side",
+    type=POSITIVE_INT,
+    default=None,
+    help="[checkpoint] cap on each image side.",
+)
+@click.option(
+    "--max-pixels",
+    type=POSITIVE_INT,
+    default=None,
+    help="[checkpoint] pixel budget per pyramid level.",
+)
+@click.option(
+    "--nms-iou",
+    type=NMS_IOU,
+    default=None,
+    help="[checkpoint] NMS IoU.",
+)
+@click.option(
+    "--limit",
+    type=POSITIVE_INT,
+    default=None,
+    help="Run only the first N images.",
+)
 @click.option("--overwrite", is_flag=True, help="Allow a non-empty output folder.")
 @click.option(
     "--list",
@@ -223,6 +276,7 @@ def _check_empty(path: Path, overwrite: bool) -> None:
 @click.option(
     "--json",
     "json_path",
+    type=OutputFile(),
     default=None,
     help="Write a machine-readable summary here ('-' for stdout).",
 )
@@ -289,6 +343,7 @@ def detect_command(
         items = items[:limit]
         source["limit"] = limit
     fmt = fmt or ("fddb-rect" if fddb_folds is not None else "wider")
+    _check_headers(items)
     _check_empty(out, overwrite)
 
     calibration = None

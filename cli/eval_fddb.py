@@ -8,6 +8,11 @@ import click
 
 from cli.app import eval_group
 from cli.console import ProgressCallback, console, interactive, log, warn
+from cli.options import (
+    OutputDir,
+    OutputFile,
+    max_image_pixels_option,
+)
 from cli.specs import parse_floats, parse_method_specs
 from facebench.errors import FacebenchError
 
@@ -34,6 +39,7 @@ def _parse_at(values: tuple[str, ...]) -> tuple[float, ...]:
 
 
 @eval_group.command("fddb")
+@max_image_pixels_option
 @click.argument("dets", nargs=-1, required=True, metavar="DETS [DETS ...]")
 @click.option(
     "--folds",
@@ -99,14 +105,19 @@ def _parse_at(values: tuple[str, ...]) -> tuple[float, ...]:
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutputDir(path_type=Path),
     help="Write <name>DiscROC.txt and <name>ContROC.txt (official format) here.",
 )
-@click.option("--json", "json_path", help="Write results as JSON to this path ('-' = stdout).")
+@click.option(
+    "--json",
+    "json_path",
+    type=OutputFile(),
+    help="Write results as JSON to this path ('-' = stdout).",
+)
 @click.option(
     "--plot",
     "plot_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputFile(allow_stdout=False, path_type=Path),
     help="PNG with discrete and continuous ROC panels.",
 )
 @click.option(
@@ -244,12 +255,14 @@ def eval_fddb(
             )
         if result.ignored_blocks:
             log(f"{name}: ignored {result.ignored_blocks} blocks of images in other folds")
-        if out_dir is not None:
-            disc, cont = write_roc_files(out_dir, name, result)
-            log(f"{name}: wrote {disc} and {cont}")
 
+    # The tables come before any file: a failed write loses nothing already computed.
     _print_table(results, at, interpolate)
     _print_operating_points(analyses)
+    if out_dir is not None:
+        for name, result in results.items():
+            disc, cont = write_roc_files(out_dir, name, result)
+            log(f"{name}: wrote {disc} and {cont}")
     if plot_path is not None:
         plot_rocs(plot_path, results, max_fp=plot_max_fp)
         log(f"wrote {plot_path}")

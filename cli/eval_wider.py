@@ -8,6 +8,9 @@ import click
 
 from cli.app import eval_group
 from cli.console import ProgressCallback, log, warn
+from cli.options import (
+    OutputFile,
+)
 from cli.specs import parse_floats, parse_method_specs
 from facebench.errors import FacebenchError
 
@@ -30,17 +33,22 @@ _SHOWN = 5  # problems listed one by one before summarising the rest
     show_default=True,
     help="official: eval_tools (MATLAB); python-port: the widely copied Python port.",
 )
-@click.option("--json", "json_path", help="Write AP, curves and counts as JSON ('-' = stdout).")
+@click.option(
+    "--json",
+    "json_path",
+    type=OutputFile(),
+    help="Write AP, curves and counts as JSON ('-' = stdout).",
+)
 @click.option(
     "--plot",
     "plot_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputFile(allow_stdout=False, path_type=Path),
     help="Write precision-recall curves as a PNG.",
 )
 @click.option(
     "--curves",
     "curves_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputFile(allow_stdout=False, path_type=Path),
     help="Write the PR curve points as CSV.",
 )
 @click.option(
@@ -99,7 +107,7 @@ _SHOWN = 5  # problems listed one by one before summarising the rest
 )
 @click.option(
     "--breakdown-plot",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputFile(allow_stdout=False, path_type=Path),
     default=None,
     help="Write the breakdown as a PNG (implies --breakdown).",
 )
@@ -186,13 +194,8 @@ def eval_wider(
         for message in analysis.warnings:
             warn(f"{name}: {message}")
         results.append(MethodResult(name, folder, preds, evaluation, analysis))
-    if json_path:
-        write_json(json_path, report_json(results, gt_dir, protocol))
-    if curves_path:
-        write_curves_csv(curves_path, results)
-    if plot_path:
-        write_plot(plot_path, results, protocol)
-    # The table is the result; with JSON on stdout it moves to stderr to keep stdout parseable.
+    # The tables are the result: shown before any file is written, so a failed write loses
+    # nothing. With JSON on stdout they move to stderr to keep stdout parseable.
     to_stderr = json_path == "-"
     click.echo(f"WIDER FACE AP (%), protocol {protocol}", err=to_stderr)
     click.echo(format_table(results), err=to_stderr)
@@ -200,14 +203,19 @@ def eval_wider(
     click.echo("\nOperating points (%; thr: normalised WIDER threshold, score: raw)",
                err=to_stderr)  # fmt: skip
     click.echo(format_operating_points(named), err=to_stderr)
+    parts = [(n, a.breakdown) for n, a in named if a.breakdown is not None]
     if breakdown:
-        parts = [(n, a.breakdown) for n, a in named if a.breakdown is not None]
         click.echo("\nBreakdown (%; AP, and R = recall at the best-F1 threshold of All)",
                    err=to_stderr)  # fmt: skip
         click.echo(format_breakdown(parts), err=to_stderr)
-        if breakdown_plot is not None:
-            write_breakdown_plot(breakdown_plot, parts)
-
+    if json_path:
+        write_json(json_path, report_json(results, gt_dir, protocol))
+    if curves_path:
+        write_curves_csv(curves_path, results)
+    if plot_path:
+        write_plot(plot_path, results, protocol)
+    if breakdown and breakdown_plot is not None:
+        write_breakdown_plot(breakdown_plot, parts)
 
 def _report_problems(name: str, preds) -> None:
     total = preds.n_images

@@ -13,6 +13,11 @@ import click
 
 from cli.app import FacebenchGroup, main
 from cli.console import log
+from cli.options import (
+    NON_NEGATIVE_INT,
+    OutputDir,
+    OutputFile,
+)
 from facebench.errors import FacebenchError
 
 
@@ -104,7 +109,13 @@ def _budgets(text: str) -> tuple[int, ...]:
     is_flag=True,
     help="CI pipeline check: tiny data, 2 designs, a few iterations (numbers meaningless).",
 )
-@click.option("--workers", default=1, show_default=True, help="Data-loading processes per run.")
+@click.option(
+    "--workers",
+    type=NON_NEGATIVE_INT,
+    default=1,
+    show_default=True,
+    help="Data-loading processes per run.",
+)
 @click.option(
     "--threads",
     type=click.IntRange(0),
@@ -120,12 +131,16 @@ def _budgets(text: str) -> tuple[int, ...]:
 )
 @click.option(
     "--out",
+    type=OutputDir(path_type=Path),
     required=True,
-    type=click.Path(path_type=Path, file_okay=False),
     help="Report folder (runs/ and data/ live inside it; re-running resumes).",
 )
 @click.option(
-    "--json", "json_path", default=None, help="Also write report.json here ('-' for stdout)."
+    "--json",
+    "json_path",
+    type=OutputFile(),
+    default=None,
+    help="Also write report.json here ('-' for stdout).",
 )
 def ablation_command(
     data: Path | None,

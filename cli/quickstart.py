@@ -25,6 +25,12 @@ import click
 
 from cli.app import main
 from cli.console import ProgressCallback, console, interactive, log
+from cli.options import (
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    OutputDir,
+    OutputFile,
+)
 from facebench.errors import FacebenchError
 
 #: Quickstart training recipe for 2 CPU cores (the paper's recipe scaled down; see report).
@@ -49,13 +55,14 @@ QUICK = {
 @click.option(
     "--out",
     "out",
+    type=OutputDir(),
     required=True,
-    type=click.Path(file_okay=False),
     help="Folder for data, run, detections and report (created; must be new or empty).",
 )
 @click.option("--images", default=200, show_default=True, help="Synthetic images (25% val).")
 @click.option(
     "--iterations",
+    type=POSITIVE_INT,
     default=QUICK["iterations"],
     show_default=True,
     help="Training iterations (2 images each).",
@@ -67,7 +74,12 @@ QUICK = {
     type=click.Choice(["tiny", "resnet18"]),
     help="Small backbone for CPU.",
 )
-@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=NON_NEGATIVE_INT,
+    default=0,
+    show_default=True,
+)
 @click.option(
     "--threads",
     type=click.IntRange(0),
@@ -78,6 +90,7 @@ QUICK = {
 )
 @click.option(
     "--workers",
+    type=NON_NEGATIVE_INT,
     default=0,
     show_default=True,
     help="Data-loading processes (0: load in the training process).",
@@ -85,7 +98,7 @@ QUICK = {
 @click.option(
     "--json",
     "json_path",
-    type=click.Path(dir_okay=False),
+    type=OutputFile(),
     help="Also write the summary JSON here ('-' for stdout).",
 )
 def quickstart_command(

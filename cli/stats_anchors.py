@@ -20,6 +20,11 @@ from rich.console import Console
 
 from cli.app import stats_group
 from cli.console import ProgressCallback, console, interactive, log
+from cli.options import (
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    OutputFile,
+)
 from facebench.atomic import atomic_open, write_json
 from facebench.errors import FacebenchError
 
@@ -36,20 +41,41 @@ _DEFAULT_DESIGNS = "rpn,fpn,fpn-finest-stride,fpn-finest,fpn-finest-sampling"
 )
 @click.option(
     "--group-size",
-    type=int,
+    type=POSITIVE_INT,
     default=None,
     help="Override every design's sample budget N (per scale for group sampling, N x scales"
     " per image for random 1:3); default: each design's own (2048).",
 )
-@click.option("--epochs", type=int, default=1, show_default=True, help="Augmented passes.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Augmentation/sampling seed.")
 @click.option(
-    "--max-side", type=int, default=1200, show_default=True, help="Training crop's longest side."
+    "--epochs",
+    type=POSITIVE_INT,
+    default=1,
+    show_default=True,
+    help="Augmented passes.",
 )
-@click.option("--limit", type=int, default=None, help="Count only the first N images.")
+@click.option(
+    "--seed",
+    type=NON_NEGATIVE_INT,
+    default=0,
+    show_default=True,
+    help="Augmentation/sampling seed.",
+)
+@click.option(
+    "--max-side",
+    type=POSITIVE_INT,
+    default=1200,
+    show_default=True,
+    help="Training crop's longest side.",
+)
+@click.option(
+    "--limit",
+    type=POSITIVE_INT,
+    default=None,
+    help="Count only the first N images.",
+)
 @click.option(
     "--workers",
-    type=int,
+    type=NON_NEGATIVE_INT,
     default=None,
     help="Worker processes (default: CPU count, at most 4; 0 counts in this process).",
 )
@@ -60,18 +86,24 @@ _DEFAULT_DESIGNS = "rpn,fpn,fpn-finest-stride,fpn-finest,fpn-finest-sampling"
     default=None,
     help="CSV name,width,height giving image sizes when the images are absent.",
 )
-@click.option("--json", "json_path", default=None, help="Write the report as JSON ('-': stdout).")
+@click.option(
+    "--json",
+    "json_path",
+    type=OutputFile(),
+    default=None,
+    help="Write the report as JSON ('-': stdout).",
+)
 @click.option(
     "--csv",
     "csv_path",
-    type=click.Path(path_type=Path),
+    type=OutputFile(allow_stdout=False, path_type=Path),
     default=None,
     help="Write one row per design and scale.",
 )
 @click.option(
     "--plot",
     "plot_path",
-    type=click.Path(path_type=Path),
+    type=OutputFile(allow_stdout=False, path_type=Path),
     default=None,
     help="PNG of the positive/negative distributions per scale, designs side by side (Figure 2).",
 )

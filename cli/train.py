@@ -14,17 +14,19 @@ from dataclasses import asdict
 import click
 
 from cli.app import main
-from cli.console import ProgressCallback, interactive, log, warn
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise click.BadParameter("expected at least one number")
-    return values
+from cli.console import ProgressCallback, check_progress, interactive, log, warn
+from cli.options import (
+    MOMENTUM,
+    NON_NEGATIVE_FLOAT,
+    NON_NEGATIVE_INT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    Device,
+    OutputDir,
+    OutputFile,
+    max_image_pixels_option,
+    positive_floats,
+)
 
 
 def _overrides(items: tuple[str, ...]) -> dict:
@@ -71,7 +73,22 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def check_data(data: str, split: str) -> None:
+    """Every training image's header, up front (seconds), not when a worker reaches it."""
+    from detector.data import training_image_paths
+    from facebench.images import check_image_files
+
+    paths = training_image_paths(data, split)
+    progress = check_progress("checking training images", len(paths))
+    try:
+        check_image_files(paths, progress)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
 @main.command("train")
+@max_image_pixels_option
 @click.option(
     "--data",
     "data",
@@ -82,8 +99,8 @@ def set_threads(threads: int) -> None:
 @click.option(
     "--out",
     "out",
+    type=OutputDir(),
     required=True,
-    type=click.Path(file_okay=False),
     help="Run folder: checkpoints, metrics.jsonl, config.json.",
 )
 @click.option(
@@ -111,28 +128,47 @@ def set_threads(threads: int) -> None:
     help="Design/model override passed to build_detector (repeatable).",
 )
 @click.option("--split", default="train", show_default=True, help="WIDER split to train on.")
-@click.option("--epochs", type=int, help="Schedule length in epochs (paper: 100).")
-@click.option("--iterations", type=int, help="Schedule length in iterations (instead of epochs).")
+@click.option(
+    "--epochs",
+    type=POSITIVE_INT,
+    help="Schedule length in epochs (paper: 100).",
+)
+@click.option(
+    "--iterations",
+    type=POSITIVE_INT,
+    help="Schedule length in iterations (instead of epochs).",
+)
 @click.option(
     "--batch-size",
+    type=POSITIVE_INT,
     default=1,
     show_default=True,
     help="Images per process per iteration (paper: 1 per GPU, 8 GPUs).",
 )
 @click.option(
     "--micro-batch",
+    type=POSITIVE_INT,
     default=1,
     show_default=True,
     help="Images per forward pass; gradients are averaged over the batch.",
 )
 @click.option(
     "--base-lr",
+    type=POSITIVE_FLOAT,
     default=0.01,
     show_default=True,
     help="Learning rate for a total batch of 8, scaled linearly with the total batch.",
 )
-@click.option("--lr", type=float, help="Absolute learning rate (overrides --base-lr scaling).")
-@click.option("--warmup-iters", type=int, help="Linear warm-up length (default min(500, 5%)).")
+@click.option(
+    "--lr",
+    type=POSITIVE_FLOAT,
+    help="Absolute learning rate (overrides --base-lr scaling).",
+)
+@click.option(
+    "--warmup-iters",
+    type=NON_NEGATIVE_INT,
+    help="Linear warm-up length (default min(500, 5%)).",
+)
 @click.option(
     "--optimizer",
     default="sgd",
@@ -140,11 +176,26 @@ def set_threads(threads: int) -> None:
     type=click.Choice(["sgd", "adamw"]),
     help="sgd: the paper (momentum 0.9); adamw: faster from a random init.",
 )
-@click.option("--momentum", default=0.9, show_default=True)
-@click.option("--weight-decay", default=5e-5, show_default=True)
-@click.option("--clip-grad-norm", type=float, help="Clip the gradient norm (off by default).")
+@click.option(
+    "--momentum",
+    type=MOMENTUM,
+    default=0.9,
+    show_default=True,
+)
+@click.option(
+    "--weight-decay",
+    type=NON_NEGATIVE_FLOAT,
+    default=5e-5,
+    show_default=True,
+)
+@click.option(
+    "--clip-grad-norm",
+    type=POSITIVE_FLOAT,
+    help="Clip the gradient norm (off by default).",
+)
 @click.option(
     "--max-side",
+    type=POSITIVE_INT,
     default=1200,
     show_default=True,
     help="Random crop so that no training image side exceeds this.",
@@ -157,7 +208,13 @@ def set_threads(threads: int) -> None:
     help="Scale-jitter factors (comma separated).",
 )
 @click.option("--no-flip", is_flag=True, help="Disable the random horizontal flip.")
-@click.option("--workers", default=2, show_default=True, help="Data-loading processes.")
+@click.option(
+    "--workers",
+    type=NON_NEGATIVE_INT,
+    default=2,
+    show_default=True,
+    help="Data-loading processes.",
+)
 @click.option(
     "--threads",
     type=click.IntRange(0),
@@ -166,24 +223,48 @@ def set_threads(threads: int) -> None:
     help="torch intra-op threads per process (0: torch's default). On a small, "
     "shared CPU 1 avoids oversubscription, which can slow training 10x.",
 )
-@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=NON_NEGATIVE_INT,
+    default=0,
+    show_default=True,
+)
 @click.option("--amp", is_flag=True, help="Mixed precision on CUDA (losses stay float32).")
 @click.option("--sync-bn", is_flag=True, help="SyncBatchNorm across GPUs (distributed CUDA).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--checkpoint-every", default=1000, show_default=True, help="Iterations.")
+@click.option(
+    "--device",
+    type=Device(),
+    default="auto",
+    show_default=True,
+    help="auto, cpu, cuda or cuda:N (never a silent fallback to the CPU).",
+)
+@click.option(
+    "--checkpoint-every",
+    type=POSITIVE_INT,
+    default=1000,
+    show_default=True,
+    help="Iterations.",
+)
 @click.option(
     "--keep-checkpoints",
+    type=NON_NEGATIVE_INT,
     default=2,
     show_default=True,
     help="Numbered checkpoints kept (0 keeps all).",
 )
-@click.option("--log-every", default=20, show_default=True, help="Iterations per metrics line.")
+@click.option(
+    "--log-every",
+    type=POSITIVE_INT,
+    default=20,
+    show_default=True,
+    help="Iterations per metrics line.",
+)
 @click.option("--resume", is_flag=True, help="Continue from the newest complete checkpoint.")
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard events (if installed).")
 @click.option(
     "--json",
     "json_path",
-    type=click.Path(dir_okay=False),
+    type=OutputFile(),
     help="Write the run summary as JSON ('-' for stdout).",
 )
 def train_command(**opts) -> None:
@@ -219,7 +300,7 @@ def train_command(**opts) -> None:
         warmup_iters=opts["warmup_iters"],
         clip_grad_norm=opts["clip_grad_norm"],
         max_side=opts["max_side"],
-        scale_choices=_floats(opts["scale_choices"]),
+        scale_choices=positive_floats(opts["scale_choices"], "--scales"),
         flip=not opts["no_flip"],
         workers=opts["workers"],
         seed=opts["seed"],
@@ -232,6 +313,7 @@ def train_command(**opts) -> None:
         resume=opts["resume"],
         tensorboard=opts["tensorboard"],
     )
+    check_data(cfg.data, cfg.split)
     result = train(cfg, progress=TrainProgress(), warn=warn)
     if result.images == 0:
         log(f"nothing to do: {cfg.out} already finished {result.iterations} iterations")

@@ -18,20 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from detector.augment import TrainAugment
 from facebench.errors import FacebenchError, FormatError
-
-_REDUCED_FLAGS = {
-    8: cv2.IMREAD_REDUCED_COLOR_8,
-    4: cv2.IMREAD_REDUCED_COLOR_4,
-    2: cv2.IMREAD_REDUCED_COLOR_2,
-}
+from facebench.images import decode_image_rgb, header_size
 
 
 @dataclass(frozen=True)
@@ -50,27 +43,19 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
-def read_image_rgb(path: Path, reduce: int = 1) -> np.ndarray:
-    """Decode ``path`` to an ``(H, W, 3)`` uint8 RGB array, optionally at ``1/reduce`` size."""
-    flag = _REDUCED_FLAGS.get(reduce, cv2.IMREAD_COLOR)
-    image = cv2.imread(str(path), flag)
-    if image is None:
-        if not Path(path).is_file():
-            raise FacebenchError(f"{path}: image file not found")
-        raise FormatError(path, "cannot decode image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+def read_image_rgb(path: Path, reduce: int = 1, check: bool = True) -> np.ndarray:
+    """Decode ``path`` to an ``(H, W, 3)`` uint8 RGB array, optionally at ``1/reduce`` size.
+
+    EXIF orientation is ignored, as by :func:`image_size` (boxes refer to stored pixels).
+    """
+    return decode_image_rgb(path, reduce, check=check)
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """``(height, width)`` from the file header, without decoding the pixels."""
-    try:
-        with Image.open(path) as im:
-            width, height = im.size
-    except FileNotFoundError:
-        raise FacebenchError(f"{path}: image file not found") from None
-    except OSError as exc:
-        raise FormatError(path, f"cannot read image header ({exc})") from None
-    return int(height), int(width)
+    """``(height, width)`` from the file header, without decoding the pixels (pixel limit
+    of :mod:`facebench.images` applied)."""
+    width, height = header_size(path)
+    return height, width
 
 
 class FaceDataset(Dataset):
@@ -106,7 +91,7 @@ class FaceDataset(Dataset):
             rng = np.random.default_rng(seed)
             height, width = image_size(record.path)
             params = self.augment.sample(height, width, rng)
-            image = read_image_rgb(record.path, _reduce_factor(params.scale))
+            image = read_image_rgb(record.path, _reduce_factor(params.scale), check=False)
             boxes, ignore = self.augment.apply_to_boxes(params, record.boxes, record.ignore)
             image = self.augment.apply_to_image(params, image)
         return {
@@ -186,3 +171,9 @@ def pad_batch(samples: list[dict]) -> tuple[torch.Tensor, list[dict]]:
         images[i, :, :h, :w] = s["image"]
     targets = [{"boxes": s["boxes"], "ignore": s["ignore"]} for s in samples]
     return images, targets
+
+
+def training_image_paths(data: str | Path, split: str = "train") -> list[Path]:
+    """The image files a training run on ``data`` reads (for the up-front check,
+    :func:`facebench.images.check_image_files`)."""
+    return [r.path for r in wider_records(resolve_wider_root(data), split)]

@@ -28,6 +28,7 @@ import torch
 from torchvision.ops import batched_nms, box_iou
 
 from detector.checkpoint import load_checkpoint, resolve_checkpoint
+from detector.devices import resolve_device
 from facebench.errors import FacebenchError
 
 DEFAULT_NMS_IOU = 0.3
@@ -105,8 +106,7 @@ class CheckpointDetector:
     ) -> None:
         from detector.model import build_detector
 
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise FacebenchError(f"device {device!r} asked for, but CUDA is not available")
+        self.device = resolve_device(device)
         self.checkpoint = str(resolve_checkpoint(checkpoint))
         state = load_checkpoint(self.checkpoint)
         self.design = str(state["design"])
@@ -123,7 +123,6 @@ class CheckpointDetector:
             raise FacebenchError(
                 f"{self.checkpoint}: weights do not fit the model: {first}"
             ) from None
-        self.device = torch.device(device)
         self._configure(
             model.to(self.device).eval(), scales, max_side, max_pixels, nms_iou, score_thresh,
             max_detections, batch_size, nms_per_scale, pre_nms_top_n,

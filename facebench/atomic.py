@@ -7,6 +7,7 @@ half-written output.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -14,13 +15,27 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from facebench.errors import output_error
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
-    """Open a temp file beside ``path``; on success rename it over ``path``."""
+    """Open a temp file beside ``path``; on success rename it over ``path``.
+
+    An OS error (missing or unwritable folder, ``path`` a folder, disk full) becomes a
+    :class:`FacebenchError` naming ``path``, never the temp file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file stands where a parent folder should be
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder") from None
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise output_error(exc, path) from None
     try:
         # mkstemp creates 0600; outputs should get the usual umask-derived mode.
         os.chmod(tmp, 0o666 & ~_umask())
@@ -29,9 +44,11 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename in (None, tmp, str(path)):
+            raise output_error(exc, path) from None
         raise
 
 

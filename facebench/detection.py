@@ -31,7 +31,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from facebench.atomic import write_json
-from facebench.errors import FacebenchError, FormatError
+from facebench.errors import FacebenchError, FormatError, quote
+from facebench.images import decode_image_rgb
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 PROTOCOL_FILE = "protocol.json"
@@ -107,7 +108,7 @@ def wider_images(images_dir: str | Path, split: str | Path | None = None) -> lis
         return items
     split = Path(split)
     try:
-        lines = split.read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = split.read_text(encoding="utf-8-sig", errors="replace").splitlines()
     except OSError as exc:
         raise FormatError(split, f"cannot read split file: {exc.strerror or exc}") from None
     items = []
@@ -117,7 +118,7 @@ def wider_images(images_dir: str | Path, split: str | Path | None = None) -> lis
             continue
         path = root / name
         if not path.is_file():
-            raise FormatError(split, f"listed image {name!r} not found under {root}", number)
+            raise FormatError(split, f"listed image {quote(name)} not found under {root}", number)
         items.append(ImageItem(path, Path(name).with_suffix("").as_posix()))
     if not items:
         raise FormatError(split, "no image paths (event/name.jpg) in this split file")
@@ -145,14 +146,9 @@ def fddb_images(
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Decode an image file (any format OpenCV reads) to HxWx3 uint8 RGB."""
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise FormatError(path, "cannot decode image (unsupported or corrupt file)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """Decode an image file to HxWx3 uint8 RGB (pixel limit and EXIF rule of
+    :mod:`facebench.images`)."""
+    return decode_image_rgb(path)
 
 
 # --------------------------------------------------------------------------- checks

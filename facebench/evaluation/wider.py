@@ -130,6 +130,29 @@ def normalise_scores_python_port(scores: np.ndarray) -> np.ndarray:
         return (scores - min_s) / np.float64(max_s - min_s)
 
 
+def _score_notes(scores: np.ndarray, protocol: str) -> list[str]:
+    """Warnings about the score column that explain a surprising AP."""
+    notes: list[str] = []
+    if not scores.size:
+        return notes
+    normalise = (
+        normalise_scores_official if protocol == "official" else normalise_scores_python_port
+    )
+    low, high = float(scores.min()), float(scores.max())
+    if not np.isfinite(normalise(np.array([low, high]))).all():
+        notes.append(
+            f"all {scores.size} scores are equal ({low:.6g}): the {protocol} score "
+            "normalisation divides by zero (max - min = 0), so every threshold counts no "
+            "prediction and AP is 0; write each detection's own confidence"
+        )
+    elif low > PRETHRESHOLD_SCORE:
+        notes.append(
+            f"the smallest score is {low:.3g} (> {PRETHRESHOLD_SCORE}): the "
+            "predictions look pre-thresholded, which lowers AP; keep low-confidence detections"
+        )
+    return notes
+
+
 # ------------------------------------------------------------------------------------ AP
 
 
@@ -189,12 +212,7 @@ def evaluate_wider(
         faces = sum(len(k) for k in keep_lists)  # count_face += length(keep_index)
         curves[setting] = _curve(setting, matched, keep, faces, protocol)
     counts = np.diff(offsets)
-    notes = []
-    if rows.size and float(rows[:, 4].min()) > PRETHRESHOLD_SCORE:
-        notes.append(
-            f"the smallest score is {float(rows[:, 4].min()):.3g} (> {PRETHRESHOLD_SCORE}): the "
-            "predictions look pre-thresholded, which lowers AP; keep low-confidence detections"
-        )
+    notes = _score_notes(rows[:, 4], protocol)
     return WiderEvaluation(
         protocol=protocol,
         curves=curves,

@@ -8,12 +8,13 @@ found only when something is wrong.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from facebench.errors import FormatError
+from facebench.errors import FormatError, quote
 
 
 def read_lines(path: str | Path) -> list[tuple[int, str]]:
@@ -27,11 +28,7 @@ def read_lines(path: str | Path) -> list[tuple[int, str]]:
         raw = path.read_bytes()
     except IsADirectoryError:
         raise FormatError(path, "is a folder, expected a text file") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise FormatError(path, "not UTF-8 text", line) from None
+    text = decode_text(raw, path)
     # splitlines() also breaks on \r alone and on \x0b etc.; split on \n to keep numbering
     # identical to editors and the official tools.
     out = []
@@ -42,13 +39,27 @@ def read_lines(path: str | Path) -> list[tuple[int, str]]:
     return out
 
 
+def decode_text(raw: bytes, path: str | Path) -> str:
+    """UTF-8 bytes -> text, without a leading byte-order mark (editors on Windows add one).
+
+    Raises FormatError naming the first line that is not UTF-8.
+    """
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise FormatError(path, "not UTF-8 text", line) from None
+
+
 def parse_count(path: Path, number: int, text: str, what: str = "face count") -> int:
     """Parse a non-negative integer count line, or raise FormatError naming the line."""
     try:
         value = int(text)
     except ValueError:
         raise FormatError(
-            path, f"expected a {what} (a whole number), got {text!r}", number
+            path, f"expected a {what} (a whole number), got {quote(text)}", number
         ) from None
     if value < 0:
         raise FormatError(path, f"negative {what} {value}", number)
@@ -76,12 +87,14 @@ def parse_rows(
         if len(fields) not in allowed_fields:
             expected = " or ".join(str(n) for n in allowed_fields)
             raise FormatError(
-                path, f"expected {expected} numbers for {what}, got {len(fields)}: {text!r}", number
+                path,
+                f"expected {expected} numbers for {what}, got {len(fields)}: {quote(text)}",
+                number,
             )
         if len(fields) != width:
             raise FormatError(
                 path,
-                f"{len(fields)} numbers where earlier {what} lines have {width}: {text!r}",
+                f"{len(fields)} numbers where earlier {what} lines have {width}: {quote(text)}",
                 number,
             )
     flat = [token for fields in split for token in fields]
@@ -94,7 +107,7 @@ def parse_rows(
     if bad.any():
         index = int(np.flatnonzero(bad.any(axis=1))[0])
         number, text = rows[index]
-        raise FormatError(path, f"non-finite number (NaN or inf) in {what}: {text!r}", number)
+        raise FormatError(path, f"non-finite number (NaN or inf) in {what}: {quote(text)}", number)
     return values
 
 
@@ -107,6 +120,6 @@ def _raise_first_non_numeric(
                 float(token)
             except ValueError:
                 raise FormatError(
-                    path, f"non-numeric field {token!r} in {text!r}", number
+                    path, f"non-numeric field {quote(token, 40)} in {quote(text)}", number
                 ) from None
     raise FormatError(path, "non-numeric field")

@@ -11,34 +11,24 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from facebench.atomic import atomic_open
-from facebench.errors import FacebenchError, FormatError
+from facebench.errors import FacebenchError, FormatError, os_problem, quote
+from facebench.images import header_size
 
 _NAME_COLUMNS = ("name", "image", "file", "filename")
+MAX_SIDE = 2**31 - 1  # widths and heights are stored as int32 downstream
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """Return ``(width, height)`` of an image file, read from its header only.
 
-    Raises FileNotFoundError for a missing file and FormatError for a file that is not a
-    readable image.
+    Raises FacebenchError for a missing file and FormatError for a file that is not a
+    readable image or exceeds the pixel limit (:mod:`facebench.images`).
     """
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            width, height = img.size
-    except FileNotFoundError:
-        raise
-    except (UnidentifiedImageError, OSError) as exc:
-        raise FormatError(path, f"not a readable image ({exc})") from None
-    if width <= 0 or height <= 0:
-        raise FormatError(path, f"image header gives size {width}x{height}")
-    return int(width), int(height)
+    return header_size(path)
 
 
 def image_sizes_from_folder(
@@ -52,9 +42,13 @@ def image_sizes_from_folder(
     sizes: dict[str, tuple[int, int]] = {}
     for name in names:
         path = root / f"{name}{extension}"
-        if not path.is_file() and (root / name).is_file():
-            path = root / name
-        if not path.is_file():
+        try:
+            if not path.is_file() and (root / name).is_file():
+                path = root / name
+            found = path.is_file()
+        except OSError as exc:  # e.g. a name longer than the file system allows
+            raise FacebenchError(f"{quote(str(path))}: {os_problem(exc)}") from None
+        if not found:
             raise FacebenchError(f"{path}: image not found (needed for its size)")
         sizes[name] = image_size(path)
     return sizes
@@ -77,7 +71,7 @@ def read_sizes_csv(path: str | Path) -> dict[str, tuple[int, int]]:
     columns: tuple[int, int, int] = (0, 1, 2)
     sizes: dict[str, tuple[int, int]] = {}
     first_line: dict[str, int] = {}
-    for number, row in enumerate(rows, start=1):
+    for number, row in _numbered_rows(path, rows):
         fields = [f.strip() for f in row]
         if not any(fields):
             continue
@@ -103,6 +97,18 @@ def read_sizes_csv(path: str | Path) -> dict[str, tuple[int, int]]:
     return sizes
 
 
+def _numbered_rows(path: Path, rows) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, fields)`` of a csv reader; csv's own errors become FormatError."""
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a field above csv.field_size_limit() (131072 chars)
+            raise FormatError(path, f"not a valid CSV row ({exc})", rows.line_num) from None
+        yield rows.line_num, row
+
+
 def _header_columns(path: Path, header: list[str], number: int) -> tuple[int, int, int]:
     name_col = next((header.index(c) for c in _NAME_COLUMNS if c in header), None)
     if name_col is None or "width" not in header or "height" not in header:
@@ -118,13 +124,15 @@ def _positive_int(path: Path, number: int, text: str, what: str) -> int:
     try:
         value = float(text)
     except ValueError:
-        raise FormatError(path, f"{what} {text!r} is not a number", number) from None
+        raise FormatError(path, f"{what} {quote(text)} is not a number", number) from None
     if not value == value or value in (float("inf"), float("-inf")):
         raise FormatError(path, f"{what} {text!r} is not finite", number)
     if value != int(value):
         raise FormatError(path, f"{what} {text!r} is not a whole number of pixels", number)
     if value <= 0:
-        raise FormatError(path, f"{what} must be positive, got {text}", number)
+        raise FormatError(path, f"{what} must be positive, got {quote(text)}", number)
+    if value > MAX_SIDE:
+        raise FormatError(path, f"{what} {quote(text)} is above {MAX_SIDE} pixels", number)
     return int(value)
 
 

@@ -27,6 +27,7 @@ and the problem.
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 import warnings
@@ -37,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from facebench.atomic import atomic_open
-from facebench.errors import FormatError
+from facebench.errors import FormatError, os_problem, quote
+from facebench.formats._lines import decode_text
 
 ATTRIBUTE_NAMES: tuple[str, ...] = (
     "blur",
@@ -101,10 +103,10 @@ def read_split_txt(path: str | Path) -> list[WiderImage]:
             continue
         if not _looks_like_image_name(name):
             raise FormatError(
-                path, f"expected an image name (event/file.jpg), found {name!r}", i + 1
+                path, f"expected an image name (event/file.jpg), found {quote(name)}", i + 1
             )
         if i + 1 >= n_lines or not lines[i + 1].strip():
-            raise FormatError(path, f"missing face count after image name {name!r}", i + 2)
+            raise FormatError(path, f"missing face count after image name {quote(name)}", i + 2)
         count = _parse_count(lines[i + 1], path, i + 2)
         i += 2
         block = count
@@ -584,6 +586,14 @@ def read_wider_predictions(
                 ) from None
             result.missing.append(rel)
             continue
+        except OSError as exc:  # a folder or an unreadable file where a file should be
+            unreadable = PredictionProblem(path, os_problem(exc))
+            if strict:
+                raise unreadable.error() from None
+            result.invalid.append(unreadable)
+            continue
+        if data.startswith(codecs.BOM_UTF8):
+            data = data[len(codecs.BOM_UTF8) :]
         rows, problem, note = parse_prediction_bytes(data, path)
         if problem is not None:
             if strict:
@@ -614,11 +624,7 @@ def _read_text(path: Path) -> str:
         data = path.read_bytes()
     except IsADirectoryError:
         raise FormatError(path, "is a folder, expected a file") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise FormatError(path, "not UTF-8 text", line) from None
+    return decode_text(data, path)
 
 
 def _looks_like_image_name(name: str) -> bool:
@@ -805,7 +811,14 @@ def _as_box_array(value, path: Path, where: str) -> np.ndarray:
         raise FormatError(path, f"{where} has shape {value.shape}, expected (N, 4)")
     if value.dtype.kind == "f" and not np.isfinite(value).all():
         raise FormatError(path, f"{where} holds NaN or infinite values")
-    return np.asarray(value).astype(np.int32) if value.dtype != np.int32 else value
+    if value.dtype != np.int32:
+        info = np.iinfo(np.int32)
+        low, high = value.min(), value.max()
+        if low < info.min or high > info.max:
+            bad = low if low < info.min else high
+            raise FormatError(path, f"{where} holds {bad:.6g}, outside the int32 box range")
+        value = value.astype(np.int32)
+    return value
 
 
 def _as_column(value, path: Path, where: str) -> np.ndarray:
