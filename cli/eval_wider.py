@@ -191,8 +191,10 @@ def eval_wider(
         for note in evaluation.notes:
             if "pre-thresholded" not in note:  # the thresholded check says it, with reasons
                 warn(f"{name}: {note}")
-        for message in analysis.warnings:
-            warn(f"{name}: {message}")
+        for check in analysis.checks:
+            # The evaluation's own note already explains equal scores (division by zero).
+            if check.status == "warn" and check.name != "equal_scores":
+                warn(f"{name}: {check.message}")
         results.append(MethodResult(name, folder, preds, evaluation, analysis))
     # The tables are the result: shown before any file is written, so a failed write loses
     # nothing. With JSON on stdout they move to stderr to keep stdout parseable.
