@@ -3,8 +3,8 @@
 For every image of a training set and every epoch, the training augmentation is drawn (seeded
 by ``(seed, epoch, index)`` exactly like :mod:`detector.data`), the design's anchors are tiled
 on the augmented size (:func:`detector.anchors.anchors_for`), matched to the faces with the
-two-pass matcher (:func:`detector.matching.match_anchors`) and the design's own sampler picks
-the training samples (:mod:`detector.sampling`, dispatched as the model does). Counted per
+two-pass matcher and the design's own sampler picks the training samples, both from the
+design's :class:`detector.targets.Assigner`, the one the model trains with. Counted per
 anchor scale and summed over the data set:
 
 * ``anchors``, ``positives`` (label 1), ``negatives`` (label 0), ``ignored`` (label -1);
@@ -46,8 +46,7 @@ from detector.anchors import anchors_for, grid_shapes
 from detector.augment import TrainAugment
 from detector.data import sample_seed
 from detector.designs import Design, get_design
-from detector.matching import match_anchors
-from detector.sampling import sample_random, sample_scale_groups
+from detector.targets import Assigner, check_countable
 from facebench.errors import FacebenchError, FormatError
 
 #: The five designs of the paper's section 3 / Figure 2 (a)-(e), in the figure's order.
@@ -291,37 +290,6 @@ def ellipse_boxes(ellipses: np.ndarray, width: int, height: int) -> np.ndarray:
 # =========================================================================== one image
 
 
-def select_samples(
-    design: Design,
-    labels: torch.Tensor,
-    scale_ids: torch.Tensor,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """The design's training samples for one image (bool mask (A,)), as the model draws them:
-    group sampling of ``group_size`` per scale, random 1:3 of ``group_size * num_scales``,
-    or every labelled anchor (focal loss). OHEM ranks by a trained model's loss, which
-    statistics without a model cannot reproduce: FacebenchError."""
-    if design.sampler == "group":
-        return sample_scale_groups(
-            labels, scale_ids, design.group_size, design.positive_fraction, generator
-        )
-    if design.sampler == "random":
-        return sample_random(
-            labels, design.group_size * design.num_scales, design.positive_fraction, generator
-        )
-    check_countable(design)
-    return labels >= 0
-
-
-def check_countable(design: Design) -> None:
-    """Raise FacebenchError for a design whose samples depend on a trained model (OHEM)."""
-    if design.sampler not in ("group", "random", "none"):
-        raise FacebenchError(
-            f"design {design.name!r} samples by {design.sampler.upper()} (a trained model's"
-            " loss); anchor statistics need no model and cannot reproduce it"
-        )
-
-
 def near_face_mask(
     design: Design, height: int, width: int, faces: torch.Tensor
 ) -> torch.Tensor:
@@ -367,16 +335,15 @@ class Labelled:
 def label_anchors(
     design: Design, height: int, width: int, faces: torch.Tensor, ignore: torch.Tensor
 ) -> Labelled:
-    """``match_anchors`` over all anchors of the design for a ``height x width`` input,
-    computed on the anchors near faces only (same result, see the module docstring)."""
+    """The design's matching (:meth:`detector.targets.Assigner.match`) over all its anchors
+    for a ``height x width`` input, computed on the anchors near faces only (same result, see
+    the module docstring)."""
     anchors, scale_ids = anchors_for(design, height, width)
     labels = torch.zeros(len(anchors), dtype=torch.int64)
     matched = torch.full((len(anchors),), -1, dtype=torch.int64)
     if len(faces):
         near = near_face_mask(design, height, width, faces).nonzero().squeeze(1)
-        sub_labels, sub_matched = match_anchors(
-            anchors[near], faces, design.pos_iou, design.neg_iou, ignore
-        )
+        sub_labels, sub_matched = Assigner.for_design(design).match(anchors[near], faces, ignore)
         labels[near] = sub_labels
         matched[near] = sub_matched
     return Labelled(labels, matched, scale_ids)
@@ -431,7 +398,9 @@ class ImageCounter:
             how = (*geometry, design.sampler, design.group_size, design.positive_fraction)
             if how not in per_sampler:
                 generator = torch.Generator().manual_seed(seed)
-                mask = select_samples(design, lab.labels, lab.scale_ids, generator)
+                # The sampler the model trains with (OHEM was refused up front).
+                assigner = Assigner.for_design(design)
+                mask = assigner.sample(lab.labels, lab.scale_ids, lab.matched, generator).mask
                 n = design.num_scales
                 chosen = torch.bincount(code[mask], minlength=3 * n).view(n, 3).numpy()
                 counts = base.copy()

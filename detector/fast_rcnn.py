@@ -4,11 +4,12 @@ The top first-stage proposals of each image are pooled from P2 with RoIAlign (7x
 scale 1/4) and scored and refined by a small head (two 256-d fully connected layers, then a
 2-way classifier and a 4-d box regressor relative to the RoI).
 
-Training RoIs (the proposals plus the image's non-ignored faces) are labelled with
-:func:`detector.matching.match_anchors` at ``second_stage_iou`` (0.5) for both thresholds,
-grouped by the anchor scale nearest to the RoI's scale ``sqrt(w h)`` (in log space) and
-sampled with group sampling, ``second_stage_group_size`` per scale at 1:3 ("Grouped Fast
-R-CNN"), or with random 1:3 sampling of the same total for the plain Fast R-CNN ablation.
+Training RoIs (the proposals plus the image's non-ignored faces) get their targets from
+:meth:`detector.targets.Assigner.for_second_stage`: two-pass matching at ``second_stage_iou``
+(0.5) for both thresholds, RoIs grouped by the anchor scale nearest to the RoI's scale
+``sqrt(w h)`` (in log space) and sampled with group sampling, ``second_stage_group_size`` per
+scale at 1:3 ("Grouped Fast R-CNN"), or with random 1:3 sampling of the same total for the
+plain Fast R-CNN ablation.
 Losses: softmax cross-entropy over sampled RoIs, the design's second-stage regression loss
 over sampled positives.
 """
@@ -22,8 +23,7 @@ from torchvision.ops import roi_align
 from detector.boxes import BoxCoder, box_area
 from detector.designs import Design
 from detector.losses import RegressionLoss, softmax_cross_entropy
-from detector.matching import match_anchors
-from detector.sampling import sample_random, sample_scale_groups
+from detector.targets import Assigner
 
 
 def nearest_scale_ids(boxes: torch.Tensor, scales: tuple[int, ...]) -> torch.Tensor:
@@ -53,6 +53,7 @@ class GroupedFastRCNN(nn.Module):
         nn.init.zeros_(self.regressor.bias)
         self.coder = BoxCoder()
         self.regression_loss = RegressionLoss(design.second_stage_regression_loss, self.coder)
+        self.assigner = Assigner.for_second_stage(design)
 
     def _predict(self, p2: torch.Tensor, rois: list[torch.Tensor]):
         pooled = roi_align(
@@ -70,23 +71,16 @@ class GroupedFastRCNN(nn.Module):
         stats: dict,
     ) -> dict[str, torch.Tensor]:
         """Second-stage losses for a batch; proposals are detached (K_b, 4) boxes per image."""
-        d = self.design
         rois, labels, matched_boxes = [], [], []
         for props, target in zip(proposals, targets, strict=True):
             boxes, ignore = target["boxes"], target["ignore"]
             candidates = torch.cat([props, boxes[~ignore]])
-            lab, matched = match_anchors(
-                candidates, boxes, d.second_stage_iou, d.second_stage_iou, gt_ignore=ignore
-            )
-            scale_ids = nearest_scale_ids(candidates, d.scales)
-            if d.second_stage_sampler == "group":
-                mask = sample_scale_groups(lab, scale_ids, d.second_stage_group_size)
-            else:
-                mask = sample_random(lab, d.second_stage_group_size * d.num_scales)
-            rois.append(candidates[mask])
-            labels.append(lab[mask])
-            target_boxes = boxes[matched.clamp(min=0)] if len(boxes) else candidates
-            matched_boxes.append(target_boxes[mask])
+            scale_ids = nearest_scale_ids(candidates, self.design.scales)
+            t = self.assigner.assign(candidates, scale_ids, boxes, ignore)
+            rois.append(candidates[t.mask])
+            labels.append(t.labels[t.mask])
+            target_boxes = boxes[t.matched.clamp(min=0)] if len(boxes) else candidates
+            matched_boxes.append(target_boxes[t.mask])
         stats["roi_sampled"] = sum(int(x.numel()) for x in labels)
         stats["roi_sampled_positives"] = sum(int((x == 1).sum()) for x in labels)
         logits, deltas = self._predict(p2, rois)

@@ -28,8 +28,6 @@ computation, while a chunk never holds more than ~2M anchor-face pairs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from detector.boxes import box_area
@@ -180,19 +178,3 @@ def match_anchors(
         labels[winners] = 1
         matched[winners] = best_gt[winners]
     return labels, matched
-
-
-@dataclass(frozen=True)
-class AnchorMatcher:
-    """:func:`match_anchors` with fixed thresholds (the paper: 0.6 / 0.4)."""
-
-    pos_iou: float = 0.6
-    neg_iou: float = 0.4
-
-    def __call__(
-        self,
-        anchors: torch.Tensor,
-        gt_boxes: torch.Tensor,
-        gt_ignore: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return match_anchors(anchors, gt_boxes, self.pos_iou, self.neg_iou, gt_ignore)

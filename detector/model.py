@@ -4,9 +4,9 @@
 any design of :mod:`detector.designs` works, with overrides as keyword arguments.
 
 Training: ``model(images, targets) -> {"loss_cls", "loss_reg"[, "loss_roi_cls",
-"loss_roi_reg"]}`` (sum them). Per image the anchors are matched to the faces (two-pass,
-:mod:`detector.matching`), training samples are chosen by the design's sampler
-(:mod:`detector.sampling`), and the classification loss is averaged over the sampled anchors
+"loss_roi_reg"]}`` (sum them). Per image the design's :class:`detector.targets.Assigner`
+matches the anchors to the faces (two-pass) and chooses the training samples; the
+classification loss is averaged over the sampled anchors
 of the batch (focal loss: by the design's ``focal_normaliser``: the batch's summed loss over
 the batch's positive count, RetinaNet's rule, or each image's over its own), the regression
 loss over the sampled positive anchors. A training step split into micro-batches passes
@@ -44,15 +44,11 @@ from detector.fast_rcnn import GroupedFastRCNN
 from detector.fpn import TopDownFPN
 from detector.heads import DenseHead
 from detector.losses import RegressionLoss, focal_loss, softmax_cross_entropy
-from detector.matching import match_anchors
-from detector.sampling import ohem_select, sample_random, sample_scale_groups
+from detector.targets import Assigner, Targets
 from facebench.errors import FacebenchError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_STAT_KEYS = (
-    "positives", "negatives", "ignored", "sampled_positives", "sampled_negatives",
-)
 
 
 class GroupSamplingDetector(nn.Module):
@@ -83,6 +79,7 @@ class GroupSamplingDetector(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
         self.coder = BoxCoder()
         self.regression_loss = RegressionLoss(design.regression_loss, self.coder)
+        self.assigner = Assigner.for_design(design)
         self.score_thresh = 0.01
         self.nms_iou = 0.3
         self.pre_nms_top_n = 5000
@@ -167,15 +164,18 @@ class GroupSamplingDetector(nn.Module):
             checked.append({"boxes": boxes, "ignore": ignore})
         return checked
 
-    def _select(self, labels, scale_ids, anchor_loss) -> torch.Tensor:
-        d = self.design
-        if d.sampler == "group":
-            return sample_scale_groups(labels, scale_ids, d.group_size, d.positive_fraction)
-        if d.sampler == "random":
-            return sample_random(labels, d.group_size * d.num_scales, d.positive_fraction)
-        if d.sampler == "ohem":
-            return ohem_select(anchor_loss(), labels, d.ohem_batch)
-        return labels >= 0  # focal loss: every labelled anchor
+    def _anchor_loss(self, logits, deltas, anchors, gt):
+        """OHEM's ranking for one image: ``(labels, matched) -> (A,)`` total (classification
+        + regression) loss per anchor, without gradients."""
+
+        def loss(labels: torch.Tensor, matched: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                total = softmax_cross_entropy(logits, labels.clamp(min=0))
+                pos = (labels == 1).nonzero().squeeze(1)
+                total[pos] += self.regression_loss(deltas[pos], anchors[pos], gt[matched[pos]])
+            return total
+
+        return loss
 
     @torch.no_grad()
     def count_positives(self, height: int, width: int, targets: list[dict]) -> int:
@@ -184,41 +184,26 @@ class GroupSamplingDetector(nn.Module):
         anchors, _ = self.anchors(height, width, self.mean.device)
         total = 0
         for t in self._check_targets(targets, len(targets), self.mean.device):
-            labels, _ = match_anchors(
-                anchors, t["boxes"], self.design.pos_iou, self.design.neg_iou, t["ignore"]
-            )
+            labels, _ = self.assigner.match(anchors, t["boxes"], t["ignore"])
             total += int((labels == 1).sum())
         return total
 
     def _dense_losses(self, logits, deltas, anchors, scale_ids, targets, cls_normaliser=None):
         d = self.design
         per_image = d.classification_loss == "focal" and d.focal_normaliser == "image"
-        num_scales = d.num_scales
         cls_sum = logits.new_zeros((), dtype=torch.float32)
         reg_sum = logits.new_zeros((), dtype=torch.float32)
         num_sampled = num_pos = 0
-        counts = torch.zeros(len(_STAT_KEYS), num_scales, dtype=torch.int64)
+        counts = torch.zeros(len(Targets.COUNT_KEYS), d.num_scales, dtype=torch.int64)
         faces = faces_hit = 0
         for b, target in enumerate(targets):
-            with torch.no_grad():
-                labels, matched = match_anchors(
-                    anchors, target["boxes"], d.pos_iou, d.neg_iou, target["ignore"]
-                )
             gt = target["boxes"]
-
-            def anchor_loss(b=b, labels=labels, matched=matched, gt=gt):
-                # OHEM ranks anchors by their total (classification + regression) loss.
-                with torch.no_grad():
-                    loss = softmax_cross_entropy(logits[b], labels.clamp(min=0))
-                    pos = (labels == 1).nonzero().squeeze(1)
-                    loss[pos] += self.regression_loss(
-                        deltas[b, pos], anchors[pos], gt[matched[pos]]
-                    )
-                return loss
-
-            mask = self._select(labels, scale_ids, anchor_loss)
-            idx = mask.nonzero().squeeze(1)
-            lab = labels[idx]
+            t = self.assigner.assign(
+                anchors, scale_ids, gt, target["ignore"],
+                anchor_loss=self._anchor_loss(logits[b], deltas[b], anchors, gt),
+            )  # fmt: skip
+            idx = t.mask.nonzero().squeeze(1)
+            lab = t.labels[idx]
             if d.classification_loss == "focal":
                 image_sum = focal_loss(logits[b, idx], lab, d.focal_alpha, d.focal_gamma).sum()
                 if per_image:
@@ -229,18 +214,14 @@ class GroupSamplingDetector(nn.Module):
             pos = idx[lab == 1]
             if pos.numel():
                 reg_sum = reg_sum + self.regression_loss(
-                    deltas[b, pos], anchors[pos], gt[matched[pos]]
+                    deltas[b, pos], anchors[pos], gt[t.matched[pos]]
                 ).sum()
             num_sampled += idx.numel()
             num_pos += pos.numel()
-            real = int((~target["ignore"]).sum())
-            faces += real
-            faces_hit += int(torch.unique(matched[labels == 1]).numel())
-            for row, selector in enumerate(
-                (labels == 1, labels == 0, labels == -1, mask & (labels == 1), mask & (labels == 0))
-            ):
-                counts[row] += torch.bincount(scale_ids[selector], minlength=num_scales).cpu()
-        self.last_stats = {key: counts[i].tolist() for i, key in enumerate(_STAT_KEYS)}
+            faces += int((~target["ignore"]).sum())
+            faces_hit += int(torch.unique(t.matched[t.labels == 1]).numel())
+            counts += t.per_scale_counts(scale_ids, d.num_scales)
+        self.last_stats = {key: counts[i].tolist() for i, key in enumerate(Targets.COUNT_KEYS)}
         self.last_stats.update(
             faces=faces, faces_matched=faces_hit, sampled=num_sampled,
             sampled_total_positives=num_pos,

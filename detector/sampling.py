@@ -12,12 +12,11 @@ The draw is vectorised: one random permutation of the anchors, one stable sort b
 (scale, label) category, then each anchor's rank inside its category is compared with the
 category's quota. No Python loop runs over anchors or scales.
 
-The random 1:3 sampler of the baselines is the same draw with a single group.
+The random 1:3 sampler of the baselines is the same draw with a single group. These are the
+draws; :mod:`detector.targets` turns a design into the sampler object that uses them.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
@@ -95,37 +94,3 @@ def ohem_select(losses: torch.Tensor, labels: torch.Tensor, batch: int) -> torch
     if k:
         mask[torch.topk(scores, k).indices] = True
     return mask
-
-
-@dataclass(frozen=True)
-class ScaleGroupSampler:
-    """Group sampling with fixed N and positive fraction (the paper: N=2048, 1:3)."""
-
-    num_per_scale: int = 2048
-    positive_fraction: float = 0.25
-
-    def __call__(
-        self,
-        labels: torch.Tensor,
-        scale_ids: torch.Tensor,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        return sample_scale_groups(
-            labels, scale_ids, self.num_per_scale, self.positive_fraction, generator
-        )
-
-
-@dataclass(frozen=True)
-class RandomSampler:
-    """Random 1:3 sampling of ``num_samples`` anchors per image, ignoring scale."""
-
-    num_samples: int = 8192
-    positive_fraction: float = 0.25
-
-    def __call__(
-        self,
-        labels: torch.Tensor,
-        scale_ids: torch.Tensor,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        return sample_random(labels, self.num_samples, self.positive_fraction, generator)

@@ -6,12 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detector.sampling import (
-    ScaleGroupSampler,
-    ohem_select,
-    sample_random,
-    sample_scale_groups,
-)
+from detector.sampling import ohem_select, sample_random, sample_scale_groups
+from detector.targets import ScaleGroupSampler
 
 
 def _labels_strategy():
@@ -36,10 +32,12 @@ def test_group_sampling_properties(pairs, n, seed):
         got_pos = int((mask & group & (labels == 1)).sum())
         got_neg = int((mask & group & (labels == 0)).sum())
         assert got_pos + got_neg == min(n, pos + neg)
-        if neg >= n - n // 4:  # negatives suffice
-            assert got_pos <= n // 4
         if pos < n // 4:  # shortage of positives filled with negatives
             assert got_pos == pos and got_neg == min(neg, n - pos)
+        elif neg >= n - n // 4:  # enough of both: exactly the 1:3 quota
+            assert got_pos == n // 4 and got_neg == n - n // 4
+        else:  # shortage of negatives filled with positives
+            assert got_neg == neg and got_pos == min(pos, n - neg)
     again = sample_scale_groups(labels, scale_ids, n, generator=torch.Generator().manual_seed(seed))
     assert torch.equal(mask, again), "same seed, same sample"
 
@@ -48,7 +46,8 @@ def test_hand_checked_quota():
     # scale 0: 10 positives, 100 negatives; scale 1: 2 positives, 5 negatives, 3 ignored
     labels = torch.tensor([1] * 10 + [0] * 100 + [1] * 2 + [0] * 5 + [-1] * 3)
     scale_ids = torch.tensor([0] * 110 + [1] * 10)
-    mask = ScaleGroupSampler(num_per_scale=16)(labels, scale_ids, torch.Generator().manual_seed(0))
+    sampler = ScaleGroupSampler(num_per_scale=16)
+    mask = sampler(labels, scale_ids, torch.full_like(labels, -1), torch.Generator().manual_seed(0))
     assert int((mask[:10]).sum()) == 4 and int(mask[10:110].sum()) == 12
     # scale 1 has only 7 labelled anchors: all of them, none of the ignored
     assert mask[110:117].all() and not mask[117:].any()

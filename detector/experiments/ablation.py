@@ -198,9 +198,10 @@ def anchor_statistics(out: Path, dataset: DataSet, protocol: AblationProtocol,
     import hashlib
     import json
 
-    from detector.anchor_stats import check_countable, count_anchor_stats, open_training_set
+    from detector.anchor_stats import count_anchor_stats, open_training_set
     from detector.augment import TrainAugment
     from detector.designs import get_design
+    from detector.targets import check_countable
     from facebench.atomic import write_json
 
     key = hashlib.sha256(json.dumps(
