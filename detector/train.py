@@ -351,181 +351,246 @@ def train(
     warn: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Run (or continue) a training run; returns a summary. ``progress(done, total, record)``
-    is called on rank 0 after every iteration (``record`` is the latest logged metrics)."""
-    from detector.model import build_detector
+    is called on rank 0 after every iteration (``record`` is the latest logged metrics).
 
+    Three steps: :func:`_setup` builds data, model, optimizer and schedule from the seed;
+    :func:`_restore` loads a checkpoint's state into them (``--resume``); :func:`_loop` trains
+    to the end of the schedule, logging and checkpointing."""
     warn = warn or (lambda msg: None)
     _validate(cfg)
     ctx = init_distributed(cfg.device)
     out = Path(cfg.out)
-    writer = None
+    run = None
     try:
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)
         resume_state = _find_resume_state(cfg, out, warn)
-
-        augment = TrainAugment(cfg.max_side, cfg.scale_choices, cfg.flip)
-        dataset = training_set(cfg.data, cfg.split, augment, cfg.seed)
-        total_batch = cfg.batch_size * ctx.world_size
-        sampler = DistributedSampler(
-            dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
-            seed=cfg.seed, drop_last=True,
-        )
-        iters_per_epoch = len(sampler) // cfg.batch_size
-        if iters_per_epoch < 1:
-            raise FacebenchError(
-                f"{cfg.data}: {len(dataset)} training images cannot fill one iteration of "
-                f"{total_batch} images (batch {cfg.batch_size} x {ctx.world_size} processes)"
-            )
-        total_iters = cfg.iterations or cfg.epochs * iters_per_epoch  # type: ignore[operator]
-
-        torch.manual_seed(cfg.seed)
-        if cfg.backbone_weights is not None and not Path(cfg.backbone_weights).is_file():
-            raise FacebenchError(f"{cfg.backbone_weights}: backbone weights file not found")
-        model = build_detector(
-            design=cfg.design, backbone=cfg.backbone,
-            backbone_weights=cfg.backbone_weights, **cfg.overrides,
-        )
+        run = _setup(cfg, ctx, out, warn)
         if resume_state is not None:
-            model.load_state_dict(resume_state["model"])
-        model.to(ctx.device)
-        if cfg.sync_bn and ctx.distributed:
-            if ctx.device.type == "cuda":
-                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            else:
-                warn("--sync-bn needs CUDA; keeping per-process BatchNorm on CPU")
-        core = model
-        amp = cfg.amp and ctx.device.type == "cuda"
-        if cfg.amp and not amp:
-            warn("--amp needs CUDA; training in float32")
-
-        optimizer = build_optimizer(core, cfg)
-        lr = cfg.lr if cfg.lr is not None else cfg.base_lr * total_batch / PAPER_BATCH
-        warmup = cfg.warmup_iters
-        if warmup is None:
-            warmup = min(500, max(1, total_iters // 20))
-        schedule = WarmupStepSchedule(
-            optimizer, lr, total_iters, warmup, cfg.warmup_factor, cfg.milestones, cfg.gamma
-        )
-        scaler = torch.amp.GradScaler("cuda", enabled=amp)
-        start_iter = 0
-        if resume_state is not None:
-            optimizer.load_state_dict(resume_state["optimizer"])
-            schedule.load_state_dict(resume_state["scheduler"])
-            if resume_state.get("scaler"):
-                scaler.load_state_dict(resume_state["scaler"])
-            start_iter = int(resume_state["iteration"])
-            states = resume_state.get("rng") or []
-            if len(states) == ctx.world_size:
-                restore_rng_state(states[ctx.rank])
+            _restore(run, resume_state)
             del resume_state
-
-        if ctx.distributed:
-            ddp_ids = [ctx.local_rank] if ctx.device.type == "cuda" else None
-            model = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=ddp_ids, find_unused_parameters=True
-            )
-
-        stream = EpochStream(
-            sampler, start_iter // iters_per_epoch, (start_iter % iters_per_epoch) * cfg.batch_size
-        )
-        loader = DataLoader(
-            _EpochIndexed(dataset),
-            sampler=stream,
-            batch_size=cfg.batch_size,
-            num_workers=cfg.workers,
-            collate_fn=collate_list,
-            pin_memory=ctx.device.type == "cuda",
-            # A private generator keeps the loader from drawing on the global torch RNG,
-            # which would make the run depend on when the loader was created.
-            generator=torch.Generator().manual_seed(cfg.seed),
-            persistent_workers=False,
-            prefetch_factor=4 if cfg.workers > 0 else None,
-        )
-
-        metrics = None
-        if ctx.is_main:
-            write_json(out / "config.json", {
-                **cfg.plain(), "world_size": ctx.world_size, "total_batch": total_batch,
-                "lr_effective": lr, "warmup_iters_effective": warmup,
-                "total_iters": total_iters, "iters_per_epoch": iters_per_epoch,
-                "num_images": len(dataset),
-            })
-            metrics = MetricsLog(out / "metrics.jsonl", start_iter if start_iter else None)
-            if cfg.tensorboard:
-                writer = _tensorboard(out, warn)
-
-        base = {
-            "design": cfg.design, "backbone": cfg.backbone, "overrides": dict(cfg.overrides),
-            "config": cfg.plain(),
-        }
-        step = _Stepper(model, core, optimizer, scaler, ctx, cfg, amp)
-        window = _Window()
-        first_loss = last_loss = None
-        last_record: dict = {}
-        start_time = time.perf_counter()
-        it = start_iter
-        data_iter = iter(loader)
-        while it < total_iters:
-            samples = next(data_iter)
-            epoch = samples[0]["epoch"]
-            lr_now = schedule.step(it)
-            values = step(samples)
-            it += 1
-            window.iters += 1
-            window.images += cfg.batch_size * ctx.world_size
-            window.add(values)
-            if it % cfg.log_every == 0 or it == total_iters or it == start_iter + 1:
-                elapsed = time.perf_counter() - window.start
-                record = {
-                    "iteration": it, "epoch": epoch, "lr": lr_now,
-                    **{k: round(v, 6) for k, v in window.means().items()},
-                    "images_per_s": window.images / max(elapsed, 1e-9),
-                    "time": time.perf_counter() - start_time,
-                }
-                last_record = record
-                if first_loss is None:
-                    first_loss = record["loss"]
-                last_loss = record["loss"]
-                if metrics is not None:
-                    metrics.write(record)
-                if writer is not None:
-                    for k, v in record.items():
-                        if k not in ("iteration", "epoch"):
-                            writer.add_scalar(k, v, it)
-                window.reset()
-            if it % cfg.checkpoint_every == 0 and it < total_iters:
-                _save(out, [checkpoint_name(it)], base, core, optimizer, schedule, scaler, it,
-                      it // iters_per_epoch, ctx)
-                if ctx.is_main:
-                    prune_checkpoints(out, cfg.keep_checkpoints)
-            if progress is not None and ctx.is_main:
-                progress(it, total_iters, last_record)
-        seconds = time.perf_counter() - start_time
-        final = out / "model_final.pt"
-        # model_final.pt is the same complete state under a stable name.
-        _save(out, [checkpoint_name(total_iters), final.name], base, core, optimizer, schedule,
-              scaler, total_iters, total_iters // iters_per_epoch, ctx)
-        if ctx.is_main:
-            prune_checkpoints(out, cfg.keep_checkpoints)
-        done = total_iters - start_iter
-        if metrics is not None:
-            metrics.close()
-        return TrainResult(
-            iterations=total_iters,
-            seconds=seconds,
-            images=done * total_batch,
-            images_per_s=done * total_batch / max(seconds, 1e-9),
-            final_checkpoint=str(final),
-            metrics=str(out / "metrics.jsonl"),
-            first_loss=first_loss,
-            last_loss=last_loss,
-            resumed_from=start_iter,
-        )
+        return _loop(run, progress, warn)
     finally:
-        if writer is not None:
-            writer.close()
+        if run is not None and run.writer is not None:
+            run.writer.close()
         ctx.close()
+
+
+@dataclass
+class _Run:
+    """A training run's state between the steps of :func:`train`."""
+
+    cfg: TrainConfig
+    ctx: DistContext
+    out: Path
+    dataset: FaceDataset
+    sampler: DistributedSampler
+    iters_per_epoch: int
+    total_iters: int
+    total_batch: int
+    model: torch.nn.Module  # the (possibly SyncBN-converted) model, before any DDP wrap
+    amp: bool
+    optimizer: torch.optim.Optimizer
+    lr: float
+    warmup: int
+    schedule: WarmupStepSchedule
+    scaler: torch.amp.GradScaler
+    start_iter: int = 0
+    writer: Any = None
+
+
+def _setup(cfg: TrainConfig, ctx: DistContext, out: Path, warn) -> _Run:
+    """Data, sampler and schedule length; the model built from ``cfg.seed``; optimizer,
+    learning-rate schedule and gradient scaler, all in their initial state."""
+    from detector.model import build_detector
+
+    augment = TrainAugment(cfg.max_side, cfg.scale_choices, cfg.flip)
+    dataset = training_set(cfg.data, cfg.split, augment, cfg.seed)
+    total_batch = cfg.batch_size * ctx.world_size
+    sampler = DistributedSampler(
+        dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+        seed=cfg.seed, drop_last=True,
+    )
+    iters_per_epoch = len(sampler) // cfg.batch_size
+    if iters_per_epoch < 1:
+        raise FacebenchError(
+            f"{cfg.data}: {len(dataset)} training images cannot fill one iteration of "
+            f"{total_batch} images (batch {cfg.batch_size} x {ctx.world_size} processes)"
+        )
+    total_iters = cfg.iterations or cfg.epochs * iters_per_epoch  # type: ignore[operator]
+
+    torch.manual_seed(cfg.seed)
+    if cfg.backbone_weights is not None and not Path(cfg.backbone_weights).is_file():
+        raise FacebenchError(f"{cfg.backbone_weights}: backbone weights file not found")
+    model = build_detector(
+        design=cfg.design, backbone=cfg.backbone,
+        backbone_weights=cfg.backbone_weights, **cfg.overrides,
+    )
+    model.to(ctx.device)
+    if cfg.sync_bn and ctx.distributed:
+        if ctx.device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            warn("--sync-bn needs CUDA; keeping per-process BatchNorm on CPU")
+    amp = cfg.amp and ctx.device.type == "cuda"
+    if cfg.amp and not amp:
+        warn("--amp needs CUDA; training in float32")
+
+    optimizer = build_optimizer(model, cfg)
+    lr = cfg.lr if cfg.lr is not None else cfg.base_lr * total_batch / PAPER_BATCH
+    warmup = cfg.warmup_iters
+    if warmup is None:
+        warmup = min(500, max(1, total_iters // 20))
+    schedule = WarmupStepSchedule(
+        optimizer, lr, total_iters, warmup, cfg.warmup_factor, cfg.milestones, cfg.gamma
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    return _Run(
+        cfg=cfg, ctx=ctx, out=out, dataset=dataset, sampler=sampler,
+        iters_per_epoch=iters_per_epoch, total_iters=total_iters, total_batch=total_batch,
+        model=model, amp=amp, optimizer=optimizer, lr=lr, warmup=warmup, schedule=schedule,
+        scaler=scaler,
+    )  # fmt: skip
+
+
+def _restore(run: _Run, state: dict) -> None:
+    """Continue from a checkpoint ``state``: model, optimizer, schedule and scaler states, the
+    iteration reached and this process's RNG state (when the process count matches)."""
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.schedule.load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    run.start_iter = int(state["iteration"])
+    states = state.get("rng") or []
+    if len(states) == run.ctx.world_size:
+        restore_rng_state(states[run.ctx.rank])
+
+
+def _loop(
+    run: _Run, progress: Callable[[int, int, dict], None] | None, warn: Callable[[str], None]
+) -> TrainResult:
+    """Train from ``run.start_iter`` to ``run.total_iters``: metrics every ``log_every``
+    iterations, checkpoints every ``checkpoint_every``, then the final checkpoint."""
+    cfg, ctx, out, core = run.cfg, run.ctx, run.out, run.model
+    start_iter, total_iters, iters_per_epoch = run.start_iter, run.total_iters, run.iters_per_epoch
+    model = core
+    if ctx.distributed:
+        ddp_ids = [ctx.local_rank] if ctx.device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(
+            core, device_ids=ddp_ids, find_unused_parameters=True
+        )
+    loader = _loader(run)
+    metrics = _open_outputs(run, warn)
+    writer = run.writer
+
+    base = {
+        "design": cfg.design, "backbone": cfg.backbone, "overrides": dict(cfg.overrides),
+        "config": cfg.plain(),
+    }
+    optimizer, schedule, scaler = run.optimizer, run.schedule, run.scaler
+    step = _Stepper(model, core, optimizer, scaler, ctx, cfg, run.amp)
+    window = _Window()
+    first_loss = last_loss = None
+    last_record: dict = {}
+    start_time = time.perf_counter()
+    it = start_iter
+    data_iter = iter(loader)
+    while it < total_iters:
+        samples = next(data_iter)
+        epoch = samples[0]["epoch"]
+        lr_now = schedule.step(it)
+        values = step(samples)
+        it += 1
+        window.iters += 1
+        window.images += run.total_batch
+        window.add(values)
+        if it % cfg.log_every == 0 or it == total_iters or it == start_iter + 1:
+            elapsed = time.perf_counter() - window.start
+            record = {
+                "iteration": it, "epoch": epoch, "lr": lr_now,
+                **{k: round(v, 6) for k, v in window.means().items()},
+                "images_per_s": window.images / max(elapsed, 1e-9),
+                "time": time.perf_counter() - start_time,
+            }
+            last_record = record
+            if first_loss is None:
+                first_loss = record["loss"]
+            last_loss = record["loss"]
+            if metrics is not None:
+                metrics.write(record)
+            if writer is not None:
+                for k, v in record.items():
+                    if k not in ("iteration", "epoch"):
+                        writer.add_scalar(k, v, it)
+            window.reset()
+        if it % cfg.checkpoint_every == 0 and it < total_iters:
+            _save(out, [checkpoint_name(it)], base, core, optimizer, schedule, scaler, it,
+                  it // iters_per_epoch, ctx)
+            if ctx.is_main:
+                prune_checkpoints(out, cfg.keep_checkpoints)
+        if progress is not None and ctx.is_main:
+            progress(it, total_iters, last_record)
+    seconds = time.perf_counter() - start_time
+    final = out / "model_final.pt"
+    # model_final.pt is the same complete state under a stable name.
+    _save(out, [checkpoint_name(total_iters), final.name], base, core, optimizer, schedule,
+          scaler, total_iters, total_iters // iters_per_epoch, ctx)
+    if ctx.is_main:
+        prune_checkpoints(out, cfg.keep_checkpoints)
+    done = total_iters - start_iter
+    if metrics is not None:
+        metrics.close()
+    return TrainResult(
+        iterations=total_iters,
+        seconds=seconds,
+        images=done * run.total_batch,
+        images_per_s=done * run.total_batch / max(seconds, 1e-9),
+        final_checkpoint=str(final),
+        metrics=str(out / "metrics.jsonl"),
+        first_loss=first_loss,
+        last_loss=last_loss,
+        resumed_from=start_iter,
+    )
+
+
+def _loader(run: _Run) -> DataLoader:
+    """The training batches from ``run.start_iter`` on (epoch order fixed by the seed)."""
+    cfg = run.cfg
+    stream = EpochStream(
+        run.sampler, run.start_iter // run.iters_per_epoch,
+        (run.start_iter % run.iters_per_epoch) * cfg.batch_size,
+    )  # fmt: skip
+    return DataLoader(
+        _EpochIndexed(run.dataset),
+        sampler=stream,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.workers,
+        collate_fn=collate_list,
+        pin_memory=run.ctx.device.type == "cuda",
+        # A private generator keeps the loader from drawing on the global torch RNG,
+        # which would make the run depend on when the loader was created.
+        generator=torch.Generator().manual_seed(cfg.seed),
+        persistent_workers=False,
+        prefetch_factor=4 if cfg.workers > 0 else None,
+    )
+
+
+def _open_outputs(run: _Run, warn: Callable[[str], None]) -> MetricsLog | None:
+    """On rank 0: ``config.json``, the metrics log (cut back to the resumed iteration) and the
+    TensorBoard writer when asked (``run.writer``). None on other ranks."""
+    cfg, out = run.cfg, run.out
+    if not run.ctx.is_main:
+        return None
+    write_json(out / "config.json", {
+        **cfg.plain(), "world_size": run.ctx.world_size, "total_batch": run.total_batch,
+        "lr_effective": run.lr, "warmup_iters_effective": run.warmup,
+        "total_iters": run.total_iters, "iters_per_epoch": run.iters_per_epoch,
+        "num_images": len(run.dataset),
+    })  # fmt: skip
+    if cfg.tensorboard:
+        run.writer = _tensorboard(out, warn)
+    return MetricsLog(out / "metrics.jsonl", run.start_iter if run.start_iter else None)
 
 
 class _Stepper:
