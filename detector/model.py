@@ -6,10 +6,10 @@ any design of :mod:`detector.designs` works, with overrides as keyword arguments
 Training: ``model(images, targets) -> {"loss_cls", "loss_reg"[, "loss_roi_cls",
 "loss_roi_reg"]}`` (sum them). Per image the design's :class:`detector.targets.Assigner`
 matches the anchors to the faces (two-pass) and chooses the training samples; the
-classification loss is averaged over the sampled anchors
-of the batch (focal loss: by the design's ``focal_normaliser``: the batch's summed loss over
-the batch's positive count, RetinaNet's rule, or each image's over its own), the regression
-loss over the sampled positive anchors. A training step split into micro-batches passes
+classification loss is averaged over the sampled anchors of the batch (focal loss: by the
+design's ``focal_normaliser``: the batch's summed loss over the batch's positive count,
+RetinaNet's rule, or each image's over its own), the regression loss over the sampled positive
+anchors. A training step split into micro-batches passes
 ``cls_normaliser`` (the whole batch's positive count, :meth:`count_positives`, times the
 micro-batch's share of the batch) so that the batch rule holds across micro-batches.
 ``model.last_stats`` then holds plain numbers for logging, summed over the batch: per anchor
