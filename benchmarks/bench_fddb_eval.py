@@ -28,9 +28,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the synthetic detections are test fixture code
+
+from fddb_synthetic import synthetic_detections  # noqa: E402
 
 from facebench.evaluation.fddb import evaluate_fddb, load_detections, tpr_at  # noqa: E402
-from facebench.evaluation.fddb_synthetic import synthetic_detections  # noqa: E402
 from facebench.formats.fddb import read_folds, write_detections  # noqa: E402
 from facebench.formats.imagesize import read_sizes_csv  # noqa: E402
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
 
 from rich.console import Console
 from rich.progress import (
@@ -18,10 +16,7 @@ from rich.progress import (
     Progress,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
-
-T = TypeVar("T")
 
 console = Console(stderr=True, highlight=False)
 
@@ -42,38 +37,6 @@ def log(message: str) -> None:
 
 def warn(message: str) -> None:
     log(f"warning: {message}")
-
-
-def track(
-    items: Iterable[T], total: int | None = None, description: str = "working"
-) -> Iterator[T]:
-    """Iterate with a rich progress bar on a terminal, or ~10 plain progress lines otherwise."""
-    if total is None and hasattr(items, "__len__"):
-        total = len(items)  # type: ignore[arg-type]
-    if interactive():
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        ) as progress:
-            task = progress.add_task(description, total=total)
-            for item in items:
-                yield item
-                progress.advance(task)
-        return
-    start = time.monotonic()
-    step = max(1, (total or 0) // 10) if total else 100
-    done = 0
-    for item in items:
-        yield item
-        done += 1
-        if done % step == 0 or (total is not None and done == total):
-            of = f"/{total}" if total is not None else ""
-            log(f"{description}: {done}{of} ({time.monotonic() - start:.1f}s)")
 
 
 QUIET_BELOW = 1000  # items: a check over fewer takes about a second and needs no bar

@@ -46,16 +46,10 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 def read_image_rgb(path: Path, reduce: int = 1, check: bool = True) -> np.ndarray:
     """Decode ``path`` to an ``(H, W, 3)`` uint8 RGB array, optionally at ``1/reduce`` size.
 
-    EXIF orientation is ignored, as by :func:`image_size` (boxes refer to stored pixels).
+    EXIF orientation is ignored, as by :func:`facebench.images.header_size` (boxes refer to
+    stored pixels).
     """
     return decode_image_rgb(path, reduce, check=check)
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """``(height, width)`` from the file header, without decoding the pixels (pixel limit
-    of :mod:`facebench.images` applied)."""
-    width, height = header_size(path)
-    return height, width
 
 
 class FaceDataset(Dataset):
@@ -89,7 +83,7 @@ class FaceDataset(Dataset):
             image, boxes, ignore = read_image_rgb(record.path), record.boxes, record.ignore
         else:
             rng = np.random.default_rng(seed)
-            height, width = image_size(record.path)
+            width, height = header_size(record.path)
             params = self.augment.sample(height, width, rng)
             image = read_image_rgb(record.path, _reduce_factor(params.scale), check=False)
             boxes, ignore = self.augment.apply_to_boxes(params, record.boxes, record.ignore)

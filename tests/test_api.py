@@ -79,8 +79,9 @@ def test_nan_ap_is_null_in_json(tmp_path):
 
 
 def test_evaluate_fddb_matches_the_cli(shared_data, tmp_path):
-    from facebench import evaluate_fddb
     from facebench.evaluation.fddb_synthetic import synthetic_detections
+
+    from facebench import evaluate_fddb
     from facebench.formats.fddb import read_folds, write_detections
     from facebench.formats.imagesize import read_sizes_csv
 

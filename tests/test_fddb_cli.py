@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from fddb_synthetic import synthetic_detections
 
 from cli.app import main
-from facebench.evaluation.fddb_synthetic import synthetic_detections
 from facebench.formats.fddb import read_folds, write_detections
 from facebench.formats.imagesize import read_sizes_csv, write_sizes_csv
 

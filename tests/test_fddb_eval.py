@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fddb_synthetic import synthetic_detections
 from scipy.optimize import linear_sum_assignment
 
 from facebench.evaluation.fddb import (
@@ -23,7 +24,6 @@ from facebench.evaluation.fddb_regions import (
     raster_ellipses,
     raster_rects,
 )
-from facebench.evaluation.fddb_synthetic import synthetic_detections
 from facebench.formats.fddb import FddbImage, read_folds
 from facebench.formats.imagesize import read_sizes_csv
 

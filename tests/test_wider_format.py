@@ -127,7 +127,7 @@ def test_split_empty_image_forms(tmp_path):
         (["e--E/1.jpg", "2", "1 2 3 4 0 0 0 0 0 0", "1 2 3 x 0 0 0 0 0 0"], 4, "not a number"),
         (["e--E/1.jpg", "2", "1 2 3 4 0 0 0 0 0 0"], 3, "announces 2 faces but only 1"),
         (["e--E/1.jpg", "1", "1 2 3 4 0 0 0 0 0"], 3, "expected 10 numbers"),
-        (["e--E/1.jpg", "two", "1 2 3 4 0 0 0 0 0 0"], 2, "not an integer"),
+        (["e--E/1.jpg", "two", "1 2 3 4 0 0 0 0 0 0"], 2, "whole number"),
         (["e--E/1.jpg", "1", "1 2 nan 4 0 0 0 0 0 0"], 3, "NaN"),
         (["e--E/1.jpg", "1", "1 2 -3 4 0 0 0 0 0 0"], 3, "negative"),
         (["e--E/1.jpg", "1", "1 2 3 4 3 0 0 0 0 0"], 3, "attribute out of range"),

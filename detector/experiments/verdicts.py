@@ -75,10 +75,6 @@ class Outcome:
     spread: float
     result: str  # HIGHER / LOWER / NO_DIFFERENCE / UNDETERMINED
 
-    @property
-    def as_claimed(self) -> bool:
-        return self.result == HIGHER
-
 
 def compare(a: Summary, b: Summary, comparison: Comparison) -> Outcome:
     """Apply the module's comparison rule to two summaries."""

@@ -17,18 +17,23 @@ import numpy as np
 from facebench.errors import FormatError, quote
 
 
+def read_text(path: str | Path) -> str:
+    """The file's text (:func:`decode_text`); FormatError for a folder or non-UTF-8 bytes."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise FormatError(path, "is a folder, expected a text file") from None
+    return decode_text(raw, path)
+
+
 def read_lines(path: str | Path) -> list[tuple[int, str]]:
     """Return ``(line_number, text)`` for the non-blank lines of a text file.
 
     Line numbers are 1-based; text has surrounding whitespace (spaces, tabs, ``\\r``)
     removed. Blank lines are dropped but still counted, so numbers match an editor's.
     """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except IsADirectoryError:
-        raise FormatError(path, "is a folder, expected a text file") from None
-    text = decode_text(raw, path)
+    text = read_text(path)
     # splitlines() also breaks on \r alone and on \x0b etc.; split on \n to keep numbering
     # identical to editors and the official tools.
     out = []

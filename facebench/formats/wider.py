@@ -39,7 +39,7 @@ import numpy as np
 
 from facebench.atomic import atomic_open
 from facebench.errors import FormatError, os_problem, quote
-from facebench.formats._lines import decode_text
+from facebench.formats._lines import parse_count, read_text
 
 ATTRIBUTE_NAMES: tuple[str, ...] = (
     "blur",
@@ -87,7 +87,7 @@ class WiderImage:
 def read_split_txt(path: str | Path) -> list[WiderImage]:
     """Read an official ``wider_face_*_bbx_gt.txt``; raises FormatError(path, problem, line)."""
     path = Path(path)
-    text = _read_text(path)
+    text = read_text(path)
     lines = text.split("\n")
     n_lines = len(lines)
     names: list[str] = []
@@ -107,7 +107,7 @@ def read_split_txt(path: str | Path) -> list[WiderImage]:
             )
         if i + 1 >= n_lines or not lines[i + 1].strip():
             raise FormatError(path, f"missing face count after image name {quote(name)}", i + 2)
-        count = _parse_count(lines[i + 1], path, i + 2)
+        count = parse_count(path, i + 2, lines[i + 1].strip())
         i += 2
         block = count
         if count == 0 and i < n_lines and _is_zero_line(lines[i]):
@@ -619,14 +619,6 @@ def read_wider_predictions(
 # ------------------------------------------------------------------------------ helpers
 
 
-def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise FormatError(path, "is a folder, expected a file") from None
-    return decode_text(data, path)
-
-
 def _looks_like_image_name(name: str) -> bool:
     return "/" in name and not _is_numeric_line(name)
 
@@ -649,16 +641,6 @@ def _is_zero(token: str) -> bool:
         return float(token) == 0.0
     except ValueError:
         return False
-
-
-def _parse_count(text: str, path: Path, line: int) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise FormatError(path, f"face count {text.strip()!r} is not an integer", line) from None
-    if value < 0:
-        raise FormatError(path, f"negative face count {value}", line)
-    return value
 
 
 def _parse_rows(

@@ -1,4 +1,4 @@
-"""Plausible synthetic FDDB detections, for tests, benchmarks and tool comparisons.
+"""Plausible synthetic FDDB detections: test fixture code (also used by benchmarks/).
 
 Detections are the ground-truth faces jittered (centre, size, angle), some of them
 dropped, plus random false boxes, with random scores correlated with quality. They
