@@ -79,7 +79,7 @@ def test_nan_ap_is_null_in_json(tmp_path):
 
 
 def test_evaluate_fddb_matches_the_cli(shared_data, tmp_path):
-    from facebench.evaluation.fddb_synthetic import synthetic_detections
+    from fddb_synthetic import synthetic_detections
 
     from facebench import evaluate_fddb
     from facebench.formats.fddb import read_folds, write_detections
