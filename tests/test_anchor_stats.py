@@ -295,8 +295,10 @@ def wider_train(shared_data):
 def test_real_wider_train_split_with_voc_sizes(wider_train):
     assert wider_train.kind == "wider (sizes from VOC XML)"
     assert len(wider_train.images) == 12_880
-    # 159,424 official boxes, less the zero-area ones the training data drops too.
-    assert 159_000 < wider_train.num_faces <= 159_424
+    # 159,424 official rows = 159,420 faces + 4 placeholder rows of face-less images; of the
+    # faces, 159,393 have positive width and height (counted with awk on the split file),
+    # the others are dropped as the training data drops them.
+    assert wider_train.num_faces == 159_393
     sizes = {im.name: (im.width, im.height) for im in wider_train.images}
     # From voc_xml/WIDER_train_annotations/0_Parade_Parade_0_1014.xml.
     assert sizes["0--Parade/0_Parade_Parade_0_1014.jpg"] == (1024, 732)
@@ -306,7 +308,9 @@ def test_real_fddb_layout(shared_data):
     data = open_training_set(shared_data / "fddb")
     assert data.kind == "fddb (sizes from CSV)"
     assert len(data.images) == 2845
-    assert 5160 <= data.num_faces <= 5171
+    # Every one of FDDB's 5,171 ellipses keeps a box of positive area after clipping, even
+    # the degenerate "1 1 0 0 0" one (a 1 x 1 box at the corner).
+    assert data.num_faces == 5171
     for im in data.images[:50]:
         assert (im.boxes[:, 2] <= im.width).all() and (im.boxes[:, 3] <= im.height).all()
 
