@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from cli.app import main
-from cli.console import ProgressCallback, check_progress, log
+from cli.console import ProgressCallback, check_progress, log, warn
 from cli.options import (
     NMS_IOU,
     POSITIVE_INT,
@@ -54,8 +54,13 @@ def build_checkpoint_detector(checkpoint: str, threads: int | None, **options: A
         import torch
 
         torch.set_num_threads(threads)
+    from detector.checkpoint import describe_nonfinite
+
     kwargs = {k: v for k, v in options.items() if v is not None}
-    return CheckpointDetector(checkpoint, **kwargs)
+    detector = CheckpointDetector(checkpoint, **kwargs)
+    if detector.nonfinite:
+        warn(describe_nonfinite(detector.checkpoint, detector.nonfinite))
+    return detector
 
 
 def build_onnx_detector(path: Path, threads: int | None, **options: Any):

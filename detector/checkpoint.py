@@ -55,7 +55,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises RuntimeError/EOFError/UnpicklingError/...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc)
+        if "Weights only load failed" in text or "weights_only" in text:
+            # The file is complete but pickles Python objects (code could run on load).
+            raise FacebenchError(
+                f"{path}: refused: the file holds pickled Python objects beyond tensors and "
+                "plain values, which are unsafe to load (facebench checkpoints never need them)"
+            ) from None
+        reason = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         raise FacebenchError(
             f"{path}: not a readable checkpoint (truncated or corrupt file?): {reason}"
         ) from None
@@ -69,6 +76,26 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path}: checkpoint version {state['version']} is newer than supported ({VERSION})"
         )
     return state
+
+
+def nonfinite_tensors(state_dict: dict[str, Any]) -> list[str]:
+    """Names of floating-point tensors in a state dict that hold NaN or infinite values."""
+    return [
+        name
+        for name, tensor in state_dict.items()
+        if isinstance(tensor, torch.Tensor)
+        and tensor.is_floating_point()
+        and not bool(torch.isfinite(tensor).all())
+    ]
+
+
+def describe_nonfinite(path: str | Path, names: list[str]) -> str:
+    """The warning for a checkpoint whose weights hold NaN/inf values."""
+    more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+    return (
+        f"{path}: weights hold NaN or infinite values ({names[0]}{more}); the run diverged "
+        "before this checkpoint, so its detections are meaningless"
+    )
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms, box_iou
 
-from detector.checkpoint import load_checkpoint, resolve_checkpoint
+from detector.checkpoint import load_checkpoint, nonfinite_tensors, resolve_checkpoint
 from detector.devices import resolve_device
 from facebench.errors import FacebenchError
 
@@ -109,6 +109,7 @@ class CheckpointDetector:
         self.device = resolve_device(device)
         self.checkpoint = str(resolve_checkpoint(checkpoint))
         state = load_checkpoint(self.checkpoint)
+        self.nonfinite = nonfinite_tensors(state["model"])  # names of NaN/inf weight tensors
         self.design = str(state["design"])
         self.backbone = str(state["backbone"])
         self.iteration = int(state["iteration"])

@@ -39,13 +39,23 @@ from detector.augment import PAPER_SCALES, TrainAugment
 from detector.checkpoint import (
     capture_rng_state,
     checkpoint_name,
-    list_checkpoints,
+    describe_nonfinite,
+    load_checkpoint,
     newest_checkpoint,
+    nonfinite_tensors,
     prune_checkpoints,
     restore_rng_state,
     save_checkpoint,
 )
 from detector.data import FaceDataset, collate_list, pad_batch, training_set
+from detector.devices import resolve_device
+from detector.run_folder import (
+    RunLock,
+    check_resume_recipe,
+    check_resume_schedule,
+    refuse_existing_run,
+    remove_orphan_temp_files,
+)
 from facebench.atomic import atomic_open, write_json
 from facebench.errors import FacebenchError
 
@@ -204,14 +214,11 @@ def init_distributed(device: str = "auto") -> DistContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
-    if use_cuda and not torch.cuda.is_available():
-        raise FacebenchError("--device cuda asked for, but CUDA is not available")
+    # No silent CPU fallback; cuda:N is honoured (a bare cuda/auto uses the local rank).
+    dev = resolve_device(device, local_rank)
+    use_cuda = dev.type == "cuda"
     if use_cuda:
-        torch.cuda.set_device(local_rank)
-        dev = torch.device("cuda", local_rank)
-    else:
-        dev = torch.device("cpu")
+        torch.cuda.set_device(dev)
     here = False
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
@@ -361,18 +368,25 @@ def train(
     ctx = init_distributed(cfg.device)
     out = Path(cfg.out)
     run = None
+    lock = RunLock(out)
     try:
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)
+            lock.acquire()  # one run per folder; held until this function returns
+            remove_orphan_temp_files(out)
         resume_state = _find_resume_state(cfg, out, warn)
         run = _setup(cfg, ctx, out, warn)
         if resume_state is not None:
+            # Before anything is written: a shorter schedule would rewrite older checkpoints.
+            reached = int(resume_state["iteration"])
+            check_resume_schedule(resume_state["_path"], reached, run.total_iters)
             _restore(run, resume_state)
             del resume_state
         return _loop(run, progress, warn)
     finally:
         if run is not None and run.writer is not None:
             run.writer.close()
+        lock.release()
         ctx.close()
 
 
@@ -689,15 +703,15 @@ def _save(out: Path, names: list[str], base: dict, core, optimizer, schedule, sc
 
 
 def _find_resume_state(cfg: TrainConfig, out: Path, warn) -> dict | None:
-    existing = list_checkpoints(out)
+    """The checkpoint state to continue from (``None``: a new run), after checking that a
+    new run would overwrite nothing and that a resumed one keeps its recipe. Reads only."""
     if not cfg.resume:
-        if existing:
-            raise FacebenchError(
-                f"{out}: already holds checkpoints ({existing[-1].name}); pass --resume to "
-                "continue that run or choose another --out"
-            )
+        refuse_existing_run(out)
         return None
     found = newest_checkpoint(out, warn)
+    if found is None and (out / "model_final.pt").is_file():
+        final = out / "model_final.pt"
+        found = final, load_checkpoint(final)
     if found is None:
         warn(f"{out}: no complete checkpoint to resume from; starting from scratch")
         return None
@@ -708,6 +722,11 @@ def _find_resume_state(cfg: TrainConfig, out: Path, warn) -> dict | None:
                 f"{path}: checkpoint was trained with {key} {state[key]!r}, not "
                 f"{getattr(cfg, key)!r}"
             )
+    check_resume_recipe(path, dict(state.get("config") or {}), cfg.plain())
+    bad = nonfinite_tensors(state["model"])
+    if bad:
+        warn(describe_nonfinite(path, bad))
+    state["_path"] = path
     return state
 
 

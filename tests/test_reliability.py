@@ -413,3 +413,171 @@ def test_name_too_long_for_the_file_system(synth, tmp_path):
     result = run_cli("eval", "fddb", folds / "FDDB-fold-01-ellipseList.txt", "--folds", folds,
                      "--images", fddb / "originalPics", "--fold", "1")  # fmt: skip
     assert_refused(result, r"aaaa.*: file name too long")
+
+
+# --------------------------------------------------- 2, 3, 9. training runs and checkpoints
+
+TRAIN = ("--backbone", "tiny", "--workers", "0", "--threads", "1", "--max-side", "128")
+
+
+def run_snapshot(run: Path) -> dict[str, tuple[int, int]]:
+    """Like :func:`snapshot`, without the lock file (the one file a refused run touches)."""
+    from detector.run_folder import LOCK_NAME
+
+    return {k: v for k, v in snapshot(run).items() if k != LOCK_NAME}
+
+
+@pytest.fixture(scope="module")
+def finished_run(synth, tmp_path_factory) -> Path:
+    """A finished 4-iteration run (checkpoints at 2 and 4, model_final.pt)."""
+    run = tmp_path_factory.mktemp("runs") / "run"
+    result = run_cli("train", "--data", synth, "--out", run, "--iterations", "4",
+                     "--checkpoint-every", "2", *TRAIN)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return run
+
+
+def _copy_run(finished_run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    return run
+
+
+@pytest.mark.parametrize(
+    "extra, pattern",
+    [
+        (("--iterations", "2"), r"ckpt_00000004\.pt: the run already reached iteration 4, but "
+                                r"this schedule has 2 iterations; to extend a run pass "
+                                r"--iterations larger than 4"),
+        (("--iterations", "4", "--optimizer", "adamw"),
+         r"--resume with a different recipe: --optimizer 'adamw' \(run: 'sgd'\)"),
+        (("--iterations", "4", "--weight-decay", "0.001", "--no-flip"),
+         r"--flip False \(run: True\); --weight-decay 0\.001 \(run: 5e-05\)"),
+    ],
+    ids=["shorter", "optimizer", "two-options"],
+)
+def test_resume_refuses_another_recipe(synth, finished_run, tmp_path, extra, pattern):
+    run = _copy_run(finished_run, tmp_path)
+    before = run_snapshot(run)
+    result = run_cli("train", "--data", synth, "--out", run, "--resume", *TRAIN, *extra)
+    assert_refused(result, pattern)
+    assert run_snapshot(run) == before  # config.json, metrics and checkpoints untouched
+
+
+def test_new_run_refuses_a_finished_folder(synth, finished_run, tmp_path):
+    """A folder holding only model_final.pt and metrics.jsonl is a run too."""
+    run = _copy_run(finished_run, tmp_path)
+    for path in run.iterdir():
+        if path.name not in ("model_final.pt", "metrics.jsonl"):
+            path.unlink()
+    before = run_snapshot(run)
+    result = run_cli("train", "--data", synth, "--out", run, "--iterations", "2", *TRAIN)
+    assert_refused(result, r"run: already holds a training run \(metrics\.jsonl, "
+                           r"model_final\.pt\); pass --resume")  # fmt: skip
+    assert run_snapshot(run) == before
+
+
+def test_second_run_in_a_locked_folder(synth, tmp_path):
+    from detector.run_folder import RunLock
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with RunLock(run):  # what a live `facebench train` holds
+        result = run_cli("train", "--data", synth, "--out", run, "--iterations", "2", *TRAIN)
+    assert_refused(result, rf"run: another training run \(pid {os.getpid()}\) is using this "
+                           r"folder")  # fmt: skip
+    assert run_snapshot(run) == {}
+
+
+def test_resume_removes_own_orphan_temp_files(synth, finished_run, tmp_path):
+    run = _copy_run(finished_run, tmp_path)
+    orphans = [".ckpt_00000006.pt.k2j4h1.tmp", ".model_final.pt.x8y7.tmp", ".metrics.jsonl.a.tmp"]
+    for name in orphans:
+        (run / name).write_bytes(b"half a checkpoint")
+    (run / ".notes.txt.tmp").write_text("not ours")
+    result = run_cli("train", "--data", synth, "--out", run, "--resume", "--iterations", "6",
+                     "--checkpoint-every", "2", *TRAIN)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert not any((run / name).exists() for name in orphans)
+    assert (run / ".notes.txt.tmp").exists()
+    assert "trained 6 iterations" in result.stderr and "images/s" in result.stderr
+
+
+def test_nan_weights_warn(synth, finished_run, tmp_path):
+    import torch
+
+    from detector.checkpoint import load_checkpoint, save_checkpoint
+
+    run = _copy_run(finished_run, tmp_path)
+    state = load_checkpoint(run / "model_final.pt")
+    name = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][name] = torch.full_like(state["model"][name], float("nan"))
+    save_checkpoint(tmp_path / "nan.pt", state)
+    out = tmp_path / "dets"
+    images = synth / "widerface" / "WIDER_val" / "images"
+    result = run_cli("detect", "--checkpoint", tmp_path / "nan.pt", "--images", images,
+                     "--out", out, "--limit", "1")  # fmt: skip
+    expected = rf"warning: .*nan\.pt: weights hold NaN or infinite values \({re.escape(name)}"
+    assert re.search(expected, result.stderr), result.stderr
+
+
+def test_unsafe_pickle_is_called_unsafe(synth, tmp_path):
+    import torch
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "facebench-checkpoint", "hook": print}, evil)
+    images = synth / "widerface" / "WIDER_val" / "images"
+    result = run_cli("detect", "--checkpoint", evil, "--images", images, "--out", tmp_path / "d")
+    line = assert_refused(result, r"evil\.pt: refused: .*unsafe to load")
+    assert "corrupt" not in line
+
+
+# ---------------------------------------------------------------- 4. training data up front
+
+
+def _broken_data(synth: Path, tmp_path: Path, content: bytes | None) -> tuple[Path, Path]:
+    """A copy of the data set whose first training image is replaced (None: deleted)."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synth, data)
+    first = sorted((data / "widerface" / "WIDER_train" / "images").rglob("*.jpg"))[0]
+    if content is None:
+        first.unlink()
+    else:
+        first.write_bytes(content)
+    return data, first
+
+
+@pytest.mark.parametrize(
+    "content, pattern",
+    [
+        (None, r": image file not found"),
+        (b"\xff\xd8 not really a jpeg", r": not a readable image: cannot decode the header"),
+        (png_header(40000, 40000), r": image is 40000x40000 .* above the limit"),
+    ],
+    ids=["missing", "corrupt-header", "pixel-bomb"],
+)
+def test_training_data_checked_up_front(synth, tmp_path, content, pattern):
+    data, first = _broken_data(synth, tmp_path, content)
+    run = tmp_path / "run"
+    result = run_cli("train", "--data", data, "--out", run, "--iterations", "2", *TRAIN)
+    assert_refused(result, re.escape(str(first)) + pattern)
+    assert not run.exists()
+
+
+def test_worker_error_is_one_line(synth, tmp_path):
+    """A file whose header is fine but whose pixels are not fails in a data-loading worker:
+    the user sees that worker's one-line error, not its traceback."""
+    data, first = _broken_data(synth, tmp_path, png_header(96, 128))
+    run = tmp_path / "run"
+    result = run_cli("train", "--data", data, "--out", run, "--iterations", "40",
+                     "--backbone", "tiny", "--workers", "1", "--threads", "1",
+                     "--max-side", "128", "--log-every", "1000")  # fmt: skip
+    # libpng itself prints "libpng error: ..." from C (once per decode attempt): not ours.
+    result.stderr = "".join(
+        line for line in result.stderr.splitlines(keepends=True) if not line.startswith("libpng")
+    )
+    assert_refused(result, re.escape(str(first)) + r": cannot decode image", logged=3)
