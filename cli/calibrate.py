@@ -14,6 +14,7 @@ import click
 
 from cli.app import main
 from cli.console import ProgressCallback, log
+from cli.options import NMS_IOU, POSITIVE_INT, OutputFile
 from facebench.atomic import write_json
 
 
@@ -38,12 +39,27 @@ from facebench.atomic import write_json
     "--scales", default="1", show_default=True,
     help="Pyramid factors, as you will pass to `facebench detect --scales`.",
 )
-@click.option("--max-side", type=int, default=3000, show_default=True,
-              help="Cap on each image side (as for detect).")
-@click.option("--nms-iou", type=float, default=None, help="NMS IoU (detect's default 0.3).")
+@click.option(
+    "--max-side",
+    type=POSITIVE_INT,
+    default=3000,
+    show_default=True,
+    help="Cap on each image side (as for detect).",
+)
+@click.option(
+    "--nms-iou",
+    type=NMS_IOU,
+    default=None,
+    help="NMS IoU (detect's default 0.3).",
+)
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads.")
-@click.option("--json", "json_path", default=None,
-              help="Also write the calibration here ('-' for stdout).")
+@click.option(
+    "--json",
+    "json_path",
+    type=OutputFile(),
+    default=None,
+    help="Also write the calibration here ('-' for stdout).",
+)
 def calibrate_command(checkpoint: Path, data: Path, images: int, scales: str, max_side: int,
                       nms_iou: float | None, threads: int | None, json_path: str | None) -> None:
     """Fit per-scale Platt calibration on training images; write it beside the checkpoint.

@@ -8,6 +8,7 @@ import click
 
 from cli.app import export_group
 from cli.console import log
+from cli.options import OutputFile
 from facebench.atomic import write_json
 
 
@@ -19,10 +20,19 @@ from facebench.atomic import write_json
     help="A `facebench train` checkpoint file or run folder.",
 )
 @click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="model.onnx"
+    "--out",
+    type=OutputFile(allow_stdout=False, path_type=Path),
+    required=True,
+    help="model.onnx",
 )
 @click.option("--opset", type=click.IntRange(13), default=17, show_default=True)
-@click.option("--json", "json_path", default=None, help="Write the model's metadata here.")
+@click.option(
+    "--json",
+    "json_path",
+    type=OutputFile(),
+    default=None,
+    help="Write the model's metadata here.",
+)
 def export_onnx_command(checkpoint: Path, out: Path, opset: int, json_path: str | None) -> None:
     """Export CHECKPOINT's network to ONNX (dynamic batch, height and width).
 
