@@ -340,13 +340,13 @@ class _Rekeyed:
 
 
 def _eval_wider(data: Path, preds: Path, report: Path | None) -> dict:
+    from facebench.api import evaluate_wider
     from facebench.atomic import write_json
-    from facebench.evaluation.wider import evaluate_wider
-    from facebench.formats.wider import read_eval_gt, read_wider_predictions
+    from facebench.evaluation.plots import plot_pr
 
     log("[4/4] evaluating: WIDER AP (official protocol) and FDDB ROC")
-    gt = read_eval_gt(data / "widerface" / "ground_truth")
-    ev = evaluate_wider(gt, read_wider_predictions(preds, gt, strict=True))
+    result = evaluate_wider(preds, data / "widerface" / "ground_truth", strict=True)
+    ev = result.evaluation
     metrics = {
         "protocol": ev.protocol,
         "ap": ev.ap,
@@ -357,7 +357,7 @@ def _eval_wider(data: Path, preds: Path, report: Path | None) -> dict:
     }
     if report is not None:
         write_json(report / "wider_metrics.json", metrics)
-        _plot_pr(report / "wider_pr.png", ev)
+        plot_pr("synthetic val", {"quickstart": ev}, report / "wider_pr.png")
     return metrics
 
 
@@ -385,28 +385,6 @@ def _eval_fddb(data: Path, dets: Path, report: Path) -> dict:
 
 
 # -- report -------------------------------------------------------------------------------
-
-
-def _plot_pr(path: Path, ev) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
-    for name in ("easy", "medium", "hard"):
-        curve = ev.curves[name]
-        ax.plot(curve.recall, curve.precision, label=f"{name} (AP {curve.ap:.3f})")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_xlabel("Recall")
-    ax.set_ylabel("Precision")
-    ax.set_title("WIDER-style PR on synthetic val")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower left")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _rows(summary: dict) -> list[tuple[str, str]]:
