@@ -17,9 +17,31 @@ def _labels_strategy():
     )
 
 
+def _group_counts_strategy():
+    # per scale: (positives, negatives, ignored), large enough for every quota branch
+    # (positives short, both sufficient, negatives short) to occur with N up to 64.
+    return st.lists(
+        st.tuples(st.integers(0, 40), st.integers(0, 90), st.integers(0, 5)),
+        min_size=1, max_size=4,
+    )  # fmt: skip
+
+
 @settings(max_examples=120, deadline=None)
-@given(_labels_strategy(), st.integers(0, 64), st.integers(0, 2**31 - 1))
-def test_group_sampling_properties(pairs, n, seed):
+@given(
+    st.one_of(_labels_strategy(), _group_counts_strategy()),
+    st.integers(0, 64),
+    st.integers(0, 2**31 - 1),
+)
+def test_group_sampling_properties(data, n, seed):
+    if data and len(data[0]) == 3:  # per-scale counts: build the anchors, mixed in order
+        pairs = [(s, lab) for s, (p, q, i) in enumerate(data)
+                 for lab in [1] * p + [0] * q + [-1] * i]  # fmt: skip
+        order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed))
+        pairs = [pairs[k] for k in order.tolist()]
+    else:
+        pairs = data
+    if not pairs:
+        return
     scale_ids = torch.tensor([p[0] for p in pairs])
     labels = torch.tensor([p[1] for p in pairs])
     mask = sample_scale_groups(labels, scale_ids, n, generator=torch.Generator().manual_seed(seed))
