@@ -581,3 +581,34 @@ def test_worker_error_is_one_line(synth, tmp_path):
         line for line in result.stderr.splitlines(keepends=True) if not line.startswith("libpng")
     )
     assert_refused(result, re.escape(str(first)) + r": cannot decode image", logged=3)
+
+
+# ------------------------------------------------------------------------- 5. devices
+
+
+@pytest.mark.parametrize("gpus", [0, 1, 2])
+def test_resolve_device_honours_the_index(monkeypatch, gpus):
+    """cuda:N is used as given, a missing GPU is an error, never a silent CPU fallback."""
+    import torch
+
+    from detector.devices import resolve_device
+    from facebench.errors import FacebenchError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == (torch.device("cuda", 0) if gpus else torch.device("cpu"))
+    for name in ("cuda", "cuda:0", "cuda:1"):
+        index = int(name.partition(":")[2] or 0)
+        if index < gpus:
+            assert resolve_device(name) == torch.device("cuda", index)
+        else:
+            expected = "not available" if gpus == 0 else "no such GPU"
+            with pytest.raises(FacebenchError, match=rf"--device '{name}'.*{expected}"):
+                resolve_device(name)
+    if gpus == 2:  # torchrun: a bare cuda (or auto) picks the process's local rank
+        assert resolve_device("cuda", local_rank=1) == torch.device("cuda", 1)
+        assert resolve_device("auto", local_rank=1) == torch.device("cuda", 1)
+    for bad in ("gpu", "cuda:x", "tpu:0"):
+        with pytest.raises(FacebenchError, match="not a device"):
+            resolve_device(bad)

@@ -28,6 +28,7 @@ and the problem.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import io
 import os
 import warnings
@@ -38,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from facebench.atomic import atomic_open
-from facebench.errors import FormatError, os_problem, quote
+from facebench.errors import FormatError, os_problem, output_error, quote
 from facebench.formats._lines import parse_count, read_text
 
 ATTRIBUTE_NAMES: tuple[str, ...] = (
@@ -398,13 +399,16 @@ def _replace_file(path: Path, data: bytes) -> None:
     thousands of these small files, and an fsync each costs more than the detection output
     itself; the rename alone already rules out half-written files.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(data)
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # name the user's file, never the temp file
+            raise output_error(exc, path) from None
         raise
 
 
