@@ -12,6 +12,7 @@ from cli.options import (
     OutputDir,
     OutputFile,
     max_image_pixels_option,
+    protocol_hint_options,
 )
 from cli.specs import parse_floats, parse_method_specs
 from facebench.errors import FacebenchError
@@ -127,31 +128,7 @@ def _parse_at(values: tuple[str, ...]) -> tuple[float, ...]:
     show_default=True,
     help="x range of the plot (false positives).",
 )
-@click.option(
-    "--score-thresh",
-    type=float,
-    default=None,
-    help="Score threshold the detector ran with (default: from protocol.json beside DETS).",
-)
-@click.option(
-    "--test-scales",
-    default=None,
-    help="Test scales the detector ran at, e.g. 1,2 (default: from protocol.json).",
-)
-@click.option(
-    "--at-precision",
-    type=click.FloatRange(0, 1),
-    default=0.9,
-    show_default=True,
-    help="Operating point: the threshold with the most recall at this precision.",
-)
-@click.option(
-    "--at-fppi",
-    type=click.FloatRange(0),
-    default=1.0,
-    show_default=True,
-    help="Operating point: recall at this many false positives per image.",
-)
+@protocol_hint_options("protocol.json beside DETS")
 def eval_fddb(
     dets: tuple[str, ...],
     folds_dir: Path,

@@ -10,6 +10,7 @@ from cli.app import eval_group
 from cli.console import ProgressCallback, log, warn
 from cli.options import (
     OutputFile,
+    protocol_hint_options,
 )
 from cli.specs import parse_floats, parse_method_specs
 from facebench.errors import FacebenchError
@@ -75,31 +76,7 @@ _SHOWN = 5  # problems listed one by one before summarising the rest
     default=None,
     help="CSV name,width,height (name event/image) instead of --images.",
 )
-@click.option(
-    "--score-thresh",
-    type=float,
-    default=None,
-    help="Score threshold the detector ran with (default: from PRED/protocol.json).",
-)
-@click.option(
-    "--test-scales",
-    default=None,
-    help="Test scales the detector ran at, e.g. 0.5,1,2 (default: from PRED/protocol.json).",
-)
-@click.option(
-    "--at-precision",
-    type=click.FloatRange(0, 1),
-    default=0.9,
-    show_default=True,
-    help="Operating point: the threshold with the most recall at this precision.",
-)
-@click.option(
-    "--at-fppi",
-    type=click.FloatRange(0),
-    default=1.0,
-    show_default=True,
-    help="Operating point: recall at this many false positives per image.",
-)
+@protocol_hint_options("PRED/protocol.json")
 @click.option(
     "--breakdown",
     is_flag=True,

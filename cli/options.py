@@ -150,3 +150,33 @@ def max_image_pixels_option(command):
         help=f"Refuse images whose header claims more pixels (default "
         f"{DEFAULT_MAX_IMAGE_PIXELS:,}, or ${MAX_IMAGE_PIXELS_ENV}).",
     )(command)
+
+
+def protocol_hint_options(protocol_json: str) -> Any:
+    """The options both evaluators share: how the detector ran (for the protocol checks;
+    default read from ``protocol_json``) and the operating points to report."""
+    options = [
+        click.option(
+            "--score-thresh", type=float, default=None,
+            help=f"Score threshold the detector ran with (default: from {protocol_json}).",
+        ),
+        click.option(
+            "--test-scales", default=None,
+            help=f"Test scales the detector ran at, e.g. 0.5,1,2 (default: from {protocol_json}).",
+        ),
+        click.option(
+            "--at-precision", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+            help="Operating point: the threshold with the most recall at this precision.",
+        ),
+        click.option(
+            "--at-fppi", type=click.FloatRange(0), default=1.0, show_default=True,
+            help="Operating point: recall at this many false positives per image.",
+        ),
+    ]
+
+    def decorate(command: Any) -> Any:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
